@@ -1,0 +1,1 @@
+"""The REST API of the write side: commands and strong reads."""

@@ -1,0 +1,193 @@
+"""Base views: consistency headers, ETags and idempotent command handling in one place."""
+
+from __future__ import annotations
+
+import re
+
+from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orders import errors, idempotency, metrics, selectors
+from orders.commands import Committed
+from orders.models import Customer
+
+CONSISTENCY_HEADER = OpenApiParameter(
+    "X-Consistency",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=True,
+    enum=["strong", "eventual", "strong-fallback"],
+    description="How fresh this answer is. `strong`: read from the write model (PostgreSQL).",
+)
+ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=True,
+    description="The resource's version; send it back in If-Match to guard an update.",
+)
+TOKEN_HEADER = OpenApiParameter(
+    "X-Consistency-Token",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=True,
+    description=(
+        "Opaque token of this command's commit. Send it to a projected read to see your "
+        "own write there. Do not parse it."
+    ),
+)
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "Any unique string (a UUID is best). Retrying with the same key and the same "
+        "request replays the first response instead of running the command again; the "
+        "same key with a different request is refused with 422. Keys expire after 24 hours."
+    ),
+)
+IF_MATCH_HEADER = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="An ETag from a strong read: the update happens only at that version (else 412).",
+)
+STRONG_READ_HEADERS = [CONSISTENCY_HEADER, ETAG_HEADER]
+COMMAND_HEADERS = [IDEMPOTENCY_KEY_HEADER, TOKEN_HEADER, ETAG_HEADER]
+
+_ETAG = re.compile(r'^\s*(?:W/)?"v?(\d{1,10})"\s*$')
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def expected_version(request) -> int | None:
+    """Return the version an If-Match header asks for (None when there is none or `*`)."""
+    value = request.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    match = _ETAG.match(value)
+    if not match:
+        raise errors.PreconditionFailed("If-Match must be an ETag from a read of this resource.")
+    return int(match.group(1))
+
+
+class NotACustomer(exceptions.PermissionDenied):
+    default_detail = "This login is not linked to a customer."
+    default_code = "not_a_customer"
+
+
+class StaffOnly(exceptions.PermissionDenied):
+    default_detail = "Only staff may do this."
+    default_code = "staff_only"
+
+
+class ShopView(APIView):
+    def acting_customer(self, request) -> Customer | None:
+        """Return the caller's customer, or None for staff, who may act for anyone."""
+        if request.user.is_staff:
+            return None
+        customer = selectors.customer_for_user(user=request.user)
+        if customer is None:
+            raise NotACustomer()
+        return customer
+
+    def require_staff(self, request) -> None:
+        if not request.user.is_staff:
+            raise StaffOnly()
+
+
+class StrongReadView(ShopView):
+    """A read from PostgreSQL: says so in X-Consistency and tags the version."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if request.method == "GET" and 200 <= response.status_code < 300:
+            metrics.READS.labels("write_model", "strong").inc()
+            response["X-Consistency"] = "strong"
+            version = (response.data or {}).get("version") if hasattr(response, "data") else None
+            if version is not None:
+                response["ETag"] = etag(version)
+        return response
+
+
+class CommandView(ShopView):
+    """A command endpoint: idempotent by Idempotency-Key, answers with the consistency token.
+
+    Subclasses implement `command(request, *args, **kwargs) -> Response` and build
+    their response with `committed_response`.
+    """
+
+    success_status = 200
+
+    def command(self, request, *args, **kwargs) -> Response:
+        raise NotImplementedError
+
+    def committed_response(self, result: Committed, body: dict) -> Response:
+        response = Response(body, status=self.success_status)
+        response["X-Consistency-Token"] = result.token
+        if "version" in body:
+            response["ETag"] = etag(body["version"])
+        return response
+
+    def run_command(self, request, *args, **kwargs) -> Response:
+        name = type(self).__name__.removesuffix("View")
+        try:
+            response = self._run_command(request, *args, **kwargs)
+        except exceptions.APIException:
+            metrics.COMMANDS.labels(name, "refused").inc()
+            raise
+        except Exception:
+            metrics.COMMANDS.labels(name, "error").inc()
+            raise
+        outcome = "ok" if response.status_code < 400 else "refused"
+        metrics.COMMANDS.labels(name, outcome).inc()
+        return response
+
+    def _run_command(self, request, *args, **kwargs) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return self.command(request, *args, **kwargs)
+        if not key or len(key) > idempotency.MAX_KEY_LENGTH or "\x00" in key:
+            # PostgreSQL text cannot hold NUL: refuse it here rather than as a DataError.
+            raise exceptions.ValidationError(
+                {"Idempotency-Key": ["must be 1 to 255 characters, without NUL."]}, code="invalid"
+            )
+        owner = f"user:{request.user.pk}"
+        request_fingerprint = idempotency.fingerprint(
+            method=request.method,
+            path=request.path,
+            body=request.data,
+            if_match=request.headers.get("If-Match"),
+        )
+        with transaction.atomic(durable=True):
+            stored = idempotency.claim(owner=owner, key=key, request_fingerprint=request_fingerprint)
+            if stored is not None:
+                response = Response(stored.body, status=stored.status_code)
+                for name, value in stored.headers.items():
+                    response[name] = value
+                response["Idempotent-Replayed"] = "true"
+                return response
+            try:
+                # A savepoint: a refused command rolls back alone, and its answer is
+                # still stored under the key so that a retry gets the same answer.
+                with transaction.atomic():
+                    response = self.command(request, *args, **kwargs)
+            except exceptions.APIException as exc:
+                response = self.handle_exception(exc)
+            kept = {
+                name: response[name]
+                for name in ("X-Consistency-Token", "ETag", "Location")
+                if response.has_header(name)
+            }
+            idempotency.store(
+                owner=owner,
+                key=key,
+                response=idempotency.StoredResponse(response.status_code, response.data, kept),
+            )
+        return response

@@ -1,0 +1,114 @@
+"""Input and output serializers of the write side's API."""
+
+from rest_framework import serializers
+
+from orders.commands import MAX_ORDER_LINES
+from orders.models import Customer, Order, OrderLine, Payment, Product
+
+BIGINT_MAX = 2**63 - 1
+MAX_AMOUNT_CENTS = 10**12
+MAX_PRICE_CENTS = 10**10
+MAX_QUANTITY = 1_000_000
+MAX_STOCK = 10**9
+
+
+class CustomerIn(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    name = serializers.CharField(max_length=200)
+
+
+class TopUpIn(serializers.Serializer):
+    amount_cents = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
+
+
+class ProductIn(serializers.Serializer):
+    sku = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
+    category = serializers.CharField(max_length=100)
+    price_cents = serializers.IntegerField(min_value=1, max_value=MAX_PRICE_CENTS)
+    stock = serializers.IntegerField(min_value=0, max_value=MAX_STOCK, required=False)
+    active = serializers.BooleanField(required=False)
+
+
+class ProductPatchIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
+    category = serializers.CharField(max_length=100, required=False)
+    price_cents = serializers.IntegerField(
+        min_value=1, max_value=MAX_PRICE_CENTS, required=False
+    )
+    active = serializers.BooleanField(required=False)
+
+
+class RestockIn(serializers.Serializer):
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+class OrderLineIn(serializers.Serializer):
+    product_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+class OrderIn(serializers.Serializer):
+    customer_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False)
+    lines = OrderLineIn(many=True, allow_empty=False, max_length=MAX_ORDER_LINES)
+
+
+class CustomerOut(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["id", "email", "name", "balance_cents", "version", "created_at", "updated_at"]
+
+
+class ProductOut(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "sku",
+            "name",
+            "description",
+            "category",
+            "price_cents",
+            "stock",
+            "active",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class OrderLineOut(serializers.ModelSerializer):
+    class Meta:
+        model = OrderLine
+        fields = ["product_id", "product_sku", "product_name", "quantity", "unit_price_cents"]
+
+
+class PaymentOut(serializers.ModelSerializer):
+    class Meta:
+        model = Payment
+        fields = ["kind", "amount_cents", "created_at"]
+
+
+class OrderOut(serializers.ModelSerializer):
+    customer_id = serializers.IntegerField()
+    lines = OrderLineOut(many=True)
+    payments = PaymentOut(many=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "customer_id",
+            "status",
+            "total_cents",
+            "version",
+            "created_at",
+            "updated_at",
+            "paid_at",
+            "shipped_at",
+            "cancelled_at",
+            "lines",
+            "payments",
+        ]

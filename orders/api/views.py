@@ -1,0 +1,245 @@
+"""Command endpoints and strong reads of customers, products and orders. Views stay thin."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from orders import commands, errors, selectors
+from orders.api import serializers as s
+from orders.api.base import (
+    COMMAND_HEADERS,
+    IF_MATCH_HEADER,
+    STRONG_READ_HEADERS,
+    CommandView,
+    StrongReadView,
+    expected_version,
+)
+
+STRONG = "Consistency: **strong** (read from PostgreSQL, the write model)."
+
+
+def _own_customer_id(view, request, customer_id: int) -> int:
+    """Return customer_id if the caller may act for that customer, else 404."""
+    customer = view.acting_customer(request)
+    if customer is not None and customer.pk != customer_id:
+        raise errors.NotFound("No such customer.")
+    return customer_id
+
+
+def _order_body(order_id) -> dict:
+    return s.OrderOut(selectors.get_order(order_id=order_id)).data
+
+
+class CustomerCreateView(CommandView):
+    success_status = 201
+
+    @extend_schema(
+        request=s.CustomerIn,
+        responses={201: s.CustomerOut},
+        parameters=COMMAND_HEADERS,
+        summary="Register a customer (staff, or a login that is not a customer yet).",
+    )
+    def post(self, request):
+        return self.run_command(request)
+
+    def command(self, request):
+        data = s.CustomerIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        if request.user.is_staff:
+            result = commands.register_customer(**data.validated_data)
+        else:
+            result = commands.register_customer(**data.validated_data, user=request.user)
+        return self.committed_response(result, s.CustomerOut(result.value).data)
+
+
+class CustomerDetailView(StrongReadView):
+    @extend_schema(responses={200: s.CustomerOut}, parameters=STRONG_READ_HEADERS, description=STRONG)
+    def get(self, request, customer_id: int):
+        _own_customer_id(self, request, customer_id)
+        customer = selectors.get_customer(customer_id=customer_id)
+        if customer is None:
+            raise errors.NotFound("No such customer.")
+        return Response(s.CustomerOut(customer).data)
+
+
+class TopUpView(CommandView):
+    @extend_schema(
+        request=s.TopUpIn,
+        responses={200: s.CustomerOut},
+        parameters=[*COMMAND_HEADERS, IF_MATCH_HEADER],
+        summary="Add money to a customer's balance.",
+    )
+    def post(self, request, customer_id: int):
+        return self.run_command(request, customer_id)
+
+    def command(self, request, customer_id: int):
+        data = s.TopUpIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = commands.top_up_balance(
+            customer_id=_own_customer_id(self, request, customer_id),
+            expected_version=expected_version(request),
+            **data.validated_data,
+        )
+        return self.committed_response(result, s.CustomerOut(result.value).data)
+
+
+class ProductCreateView(CommandView):
+    success_status = 201
+
+    @extend_schema(
+        request=s.ProductIn,
+        responses={201: s.ProductOut},
+        parameters=COMMAND_HEADERS,
+        summary="Add a product to the catalogue (staff).",
+    )
+    def post(self, request):
+        return self.run_command(request)
+
+    def command(self, request):
+        self.require_staff(request)
+        data = s.ProductIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = commands.create_product(**data.validated_data)
+        return self.committed_response(result, s.ProductOut(result.value).data)
+
+
+class ProductDetailView(CommandView, StrongReadView):
+    def get_permissions(self):
+        if self.request.method == "GET":
+            return [AllowAny()]
+        return super().get_permissions()
+
+    @extend_schema(responses={200: s.ProductOut}, parameters=STRONG_READ_HEADERS, description=STRONG)
+    def get(self, request, product_id: int):
+        product = selectors.get_product(product_id=product_id)
+        if product is None:
+            raise errors.NotFound("No such product.")
+        return Response(s.ProductOut(product).data)
+
+    @extend_schema(
+        request=s.ProductPatchIn,
+        responses={200: s.ProductOut},
+        parameters=[*COMMAND_HEADERS, IF_MATCH_HEADER],
+        summary="Change a product's catalogue fields (staff).",
+    )
+    def patch(self, request, product_id: int):
+        return self.run_command(request, product_id)
+
+    def command(self, request, product_id: int):
+        self.require_staff(request)
+        data = s.ProductPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = commands.update_product(
+            product_id=product_id,
+            expected_version=expected_version(request),
+            **data.validated_data,
+        )
+        return self.committed_response(result, s.ProductOut(result.value).data)
+
+
+class RestockView(CommandView):
+    @extend_schema(
+        request=s.RestockIn,
+        responses={200: s.ProductOut},
+        parameters=[*COMMAND_HEADERS, IF_MATCH_HEADER],
+        summary="Add units to a product's stock (staff).",
+    )
+    def post(self, request, product_id: int):
+        return self.run_command(request, product_id)
+
+    def command(self, request, product_id: int):
+        self.require_staff(request)
+        data = s.RestockIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = commands.restock_product(
+            product_id=product_id,
+            expected_version=expected_version(request),
+            **data.validated_data,
+        )
+        return self.committed_response(result, s.ProductOut(result.value).data)
+
+
+class OrderCreateView(CommandView):
+    success_status = 201
+
+    @extend_schema(
+        request=s.OrderIn,
+        responses={201: s.OrderOut},
+        parameters=COMMAND_HEADERS,
+        summary="Place an order and reserve its stock.",
+    )
+    def post(self, request):
+        return self.run_command(request)
+
+    def command(self, request):
+        data = s.OrderIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        customer = self.acting_customer(request)
+        customer_id = data.validated_data.get("customer_id")
+        if customer is None and customer_id is None:
+            raise errors.ShopError("Staff must name the customer_id.", code="customer_required")
+        if customer is not None:
+            customer_id = _own_customer_id(self, request, customer_id or customer.pk)
+        result = commands.place_order(
+            customer_id=customer_id,
+            lines=[commands.LineRequest(**line) for line in data.validated_data["lines"]],
+        )
+        return self.committed_response(result, _order_body(result.value.pk))
+
+
+class OrderDetailView(StrongReadView):
+    @extend_schema(responses={200: s.OrderOut}, parameters=STRONG_READ_HEADERS, description=STRONG)
+    def get(self, request, order_id):
+        customer = self.acting_customer(request)
+        order = selectors.get_order(order_id=order_id)
+        if order is None or (customer is not None and order.customer_id != customer.pk):
+            raise errors.NotFound("No such order.")
+        return Response(s.OrderOut(order).data)
+
+
+class _OrderTransitionView(CommandView):
+    staff_only = False
+    run = None
+
+    def command(self, request, order_id):
+        if self.staff_only:
+            self.require_staff(request)
+        customer = self.acting_customer(request)
+        result = self.run(
+            order_id=order_id,
+            owner_id=None if customer is None else customer.pk,
+            expected_version=expected_version(request),
+        )
+        return self.committed_response(result, _order_body(result.value.pk))
+
+
+def _transition_view(name: str, action, summary: str, staff_only: bool = False):
+    class View(_OrderTransitionView):
+        @extend_schema(
+            request=None,
+            responses={200: s.OrderOut},
+            parameters=[*COMMAND_HEADERS, IF_MATCH_HEADER],
+            summary=summary,
+        )
+        def post(self, request, order_id):
+            return self.run_command(request, order_id)
+
+    View.run = staticmethod(action)
+    View.staff_only = staff_only
+    View.__name__ = View.__qualname__ = name
+    return View
+
+
+OrderPayView = _transition_view(
+    "OrderPayView", commands.pay_order, "Pay a pending order from the customer's balance."
+)
+OrderCancelView = _transition_view(
+    "OrderCancelView",
+    commands.cancel_order,
+    "Cancel a pending or paid order: stock is released and a payment refunded.",
+)
+OrderShipView = _transition_view(
+    "OrderShipView", commands.ship_order, "Mark a paid order as shipped (staff).", staff_only=True
+)

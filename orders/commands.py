@@ -1,0 +1,468 @@
+"""Commands: the only way application code changes the write model.
+
+Each command is a keyword-only function that runs in one transaction: it changes the
+normalised rows, bumps the version of every aggregate it touched and appends one
+outbox row per such aggregate before the transaction commits. Invariants are enforced
+by PostgreSQL (row locks, conditional updates and CHECK constraints), so they hold
+when many requests race. Callers get the result and the consistency token back.
+
+Lock order, to keep concurrent commands free of deadlocks: order, then customer, then
+products in ascending id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from orders import errors, outbox
+from orders.models import (
+    ALLOWED_TRANSITIONS,
+    Customer,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    PaymentKind,
+    Product,
+)
+from orders.outbox import Change
+
+T = TypeVar("T")
+
+# Bigint columns hold up to 2**63-1; refuse sums past this instead of overflowing.
+MAX_CENTS = 10**15
+MAX_ORDER_LINES = 100
+
+
+@dataclass(frozen=True)
+class Committed(Generic[T]):
+    """A command's result and the consistency token of its last outbox row."""
+
+    value: T
+    position: outbox.Position
+
+    @property
+    def token(self) -> str:
+        return outbox.encode_token(self.position)
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    product_id: int
+    quantity: int
+
+
+def _check_version(actual: int, expected: int | None) -> None:
+    if expected is not None and expected != actual:
+        raise errors.PreconditionFailed(
+            f"Expected version {expected}, but the current version is {actual}."
+        )
+
+
+def _customer_change(customer: Customer, event_type: str, **extra) -> Change:
+    return Change(
+        aggregate_type="customer",
+        aggregate_id=str(customer.pk),
+        aggregate_version=customer.version,
+        event_type=event_type,
+        partition_key=str(customer.pk),
+        payload={"balance_cents": customer.balance_cents, **extra},
+    )
+
+
+def _product_change(product: Product, event_type: str, **extra) -> Change:
+    return Change(
+        aggregate_type="product",
+        aggregate_id=str(product.pk),
+        aggregate_version=product.version,
+        event_type=event_type,
+        partition_key=str(product.pk),
+        payload={
+            "sku": product.sku,
+            "price_cents": product.price_cents,
+            "stock": product.stock,
+            "active": product.active,
+            **extra,
+        },
+    )
+
+
+def _order_change(order: Order, event_type: str, **extra) -> Change:
+    return Change(
+        aggregate_type="order",
+        aggregate_id=str(order.pk),
+        aggregate_version=order.version,
+        event_type=event_type,
+        # An order's changes are owned by its customer: the dashboard is per customer.
+        partition_key=str(order.customer_id),
+        payload={
+            "customer_id": order.customer_id,
+            "status": order.status,
+            "total_cents": order.total_cents,
+            **extra,
+        },
+    )
+
+
+def _lock_customer(customer_id: int) -> Customer:
+    customer = Customer.objects.select_for_update().filter(pk=customer_id).first()
+    if customer is None:
+        raise errors.NotFound("No such customer.")
+    return customer
+
+
+def _lock_order(order_id: uuid.UUID | str, owner_id: int | None) -> Order:
+    try:
+        order_id = uuid.UUID(str(order_id))
+    except ValueError:
+        raise errors.NotFound("No such order.") from None
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    # Another customer's order is reported as missing, not as forbidden.
+    if order is None or (owner_id is not None and order.customer_id != owner_id):
+        raise errors.NotFound("No such order.")
+    return order
+
+
+def _move(order: Order, to: OrderStatus) -> None:
+    if to not in ALLOWED_TRANSITIONS[OrderStatus(order.status)]:
+        raise errors.InvalidTransition(f"An order that is {order.status} cannot become {to}.")
+    now = timezone.now()
+    order.status = to
+    order.version += 1
+    order.updated_at = now
+    setattr(order, f"{to}_at", now)
+    order.save(update_fields=["status", "version", "updated_at", f"{to}_at"])
+
+
+@transaction.atomic
+def register_customer(
+    *, email: str, name: str, user=None, password: str | None = None
+) -> Committed[Customer]:
+    """Create a customer (and its login user unless one is given) with a zero balance."""
+    email = email.strip().lower()
+    username_length = get_user_model()._meta.get_field("username").max_length
+    if user is None and len(email) > username_length:
+        # The new login's username is the email: refuse it here, not as a DataError.
+        raise errors.ShopError(
+            f"An email used as a login name has at most {username_length} characters.",
+            code="email_too_long",
+        )
+    if Customer.objects.filter(email=email).exists():
+        raise errors.AlreadyExists("A customer with this email already exists.")
+    if user is not None and Customer.objects.filter(user=user).exists():
+        raise errors.AlreadyExists("This user is already a customer.")
+    try:
+        with transaction.atomic():
+            if user is None:
+                user = get_user_model().objects.create_user(
+                    username=email, email=email, password=password
+                )
+            customer = Customer.objects.create(user=user, email=email, name=name)
+    except IntegrityError:
+        # A concurrent registration with the same email (or user) won the race.
+        raise errors.AlreadyExists("A customer with this email already exists.") from None
+    position = outbox.append(
+        [_customer_change(customer, "CustomerRegistered", email=email, name=name)]
+    )
+    return Committed(customer, position)
+
+
+@transaction.atomic
+def update_customer(
+    *, customer_id: int, name: str, expected_version: int | None = None
+) -> Committed[Customer]:
+    """Rename a customer."""
+    customer = _lock_customer(customer_id)
+    _check_version(customer.version, expected_version)
+    customer.name = name
+    customer.version += 1
+    customer.profile_version += 1
+    customer.save(update_fields=["name", "version", "profile_version", "updated_at"])
+    position = outbox.append([_customer_change(customer, "CustomerUpdated", name=name)])
+    return Committed(customer, position)
+
+
+@transaction.atomic
+def top_up_balance(
+    *, customer_id: int, amount_cents: int, expected_version: int | None = None
+) -> Committed[Customer]:
+    """Add money to a customer's prepaid balance."""
+    if amount_cents <= 0:
+        raise errors.ShopError("A top-up must be a positive amount.", code="invalid_amount")
+    customer = _lock_customer(customer_id)
+    _check_version(customer.version, expected_version)
+    if customer.balance_cents + amount_cents > MAX_CENTS:
+        raise errors.AmountTooLarge()
+    Customer.objects.filter(pk=customer.pk).update(
+        balance_cents=F("balance_cents") + amount_cents,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    customer.refresh_from_db()
+    position = outbox.append(
+        [_customer_change(customer, "BalanceToppedUp", amount_cents=amount_cents)]
+    )
+    return Committed(customer, position)
+
+
+@transaction.atomic
+def create_product(
+    *,
+    sku: str,
+    name: str,
+    category: str,
+    price_cents: int,
+    description: str = "",
+    stock: int = 0,
+    active: bool = True,
+) -> Committed[Product]:
+    """Add a product to the catalogue."""
+    try:
+        with transaction.atomic():
+            product = Product.objects.create(
+                sku=sku,
+                name=name,
+                description=description,
+                category=category,
+                price_cents=price_cents,
+                stock=stock,
+                active=active,
+            )
+    except IntegrityError:
+        raise errors.AlreadyExists("A product with this sku already exists.") from None
+    position = outbox.append(
+        [_product_change(product, "ProductCreated", name=name, category=category)]
+    )
+    return Committed(product, position)
+
+
+PRODUCT_EDITABLE_FIELDS = ("name", "description", "category", "price_cents", "active")
+
+
+@transaction.atomic
+def update_product(
+    *, product_id: int, expected_version: int | None = None, **changes
+) -> Committed[Product]:
+    """Change a product's catalogue fields (name, description, category, price, active)."""
+    unknown = set(changes) - set(PRODUCT_EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"update_product cannot change {sorted(unknown)}")
+    product = Product.objects.select_for_update().filter(pk=product_id).first()
+    if product is None:
+        raise errors.NotFound("No such product.")
+    _check_version(product.version, expected_version)
+    changed = {k: v for k, v in changes.items() if getattr(product, k) != v}
+    for field, value in changed.items():
+        setattr(product, field, value)
+    product.version += 1
+    product.save(update_fields=[*changed, "version", "updated_at"])
+    position = outbox.append(
+        [_product_change(product, "ProductUpdated", changed=sorted(changed))]
+    )
+    return Committed(product, position)
+
+
+@transaction.atomic
+def restock_product(
+    *, product_id: int, quantity: int, expected_version: int | None = None
+) -> Committed[Product]:
+    """Add units to a product's stock."""
+    if quantity <= 0:
+        raise errors.ShopError("Restock quantity must be positive.", code="invalid_quantity")
+    product = Product.objects.select_for_update().filter(pk=product_id).first()
+    if product is None:
+        raise errors.NotFound("No such product.")
+    _check_version(product.version, expected_version)
+    if product.stock + quantity > 2**31 - 1:
+        raise errors.AmountTooLarge("The stock would be larger than the shop can hold.")
+    product.stock += quantity
+    product.version += 1
+    product.save(update_fields=["stock", "version", "updated_at"])
+    position = outbox.append([_product_change(product, "ProductRestocked", quantity=quantity)])
+    return Committed(product, position)
+
+
+def _merge_lines(lines: list[LineRequest]) -> OrderedDict[int, int]:
+    merged: OrderedDict[int, int] = OrderedDict()
+    for line in lines:
+        if line.quantity <= 0:
+            raise errors.ShopError("Quantities must be positive.", code="invalid_quantity")
+        merged[line.product_id] = merged.get(line.product_id, 0) + line.quantity
+    return merged
+
+
+@transaction.atomic
+def place_order(*, customer_id: int, lines: list[LineRequest]) -> Committed[Order]:
+    """Place a pending order for a customer and reserve its stock."""
+    if not lines:
+        raise errors.ShopError("An order needs at least one line.", code="empty_order")
+    if len(lines) > MAX_ORDER_LINES:
+        raise errors.ShopError(
+            f"An order has at most {MAX_ORDER_LINES} lines.", code="too_many_lines"
+        )
+    quantities = _merge_lines(lines)
+    if not Customer.objects.filter(pk=customer_id).exists():
+        raise errors.NotFound("No such customer.")
+    # Lock the products in id order so that concurrent orders cannot deadlock.
+    products = {
+        p.pk: p
+        for p in Product.objects.select_for_update().filter(pk__in=list(quantities)).order_by("pk")
+    }
+    missing = [pid for pid in quantities if pid not in products]
+    if missing:
+        raise errors.NotFound(f"No such product: {missing[0]}.")
+    for pid, quantity in quantities.items():
+        product = products[pid]
+        if not product.active:
+            raise errors.ProductUnavailable(f"Product {pid} is not for sale.")
+        if product.stock < quantity:
+            raise errors.InsufficientStock(
+                f"Product {pid} has {product.stock} in stock; {quantity} requested."
+            )
+    total = sum(products[pid].price_cents * q for pid, q in quantities.items())
+    if total > MAX_CENTS:
+        raise errors.AmountTooLarge("The order total is larger than the shop can hold.")
+    # One conditional UPDATE for all lines: the WHERE clause re-checks stock in the
+    # database, and the CHECK constraint is the last line of defence.
+    now = timezone.now()
+    values = ", ".join(["(%s::bigint, %s::int)"] * len(quantities))
+    params: list = [now]
+    for pid, quantity in quantities.items():
+        params += [pid, quantity]
+    table = Product._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS p SET stock = p.stock - v.quantity, version = p.version + 1, "
+            f"updated_at = %s FROM (VALUES {values}) AS v(id, quantity) "
+            "WHERE p.id = v.id AND p.stock >= v.quantity RETURNING p.id, p.stock, p.version",
+            params,
+        )
+        updated = cursor.fetchall()
+    if len(updated) != len(quantities):
+        raise errors.InsufficientStock()
+    for pid, stock, version in updated:
+        products[pid].stock, products[pid].version = stock, version
+
+    order = Order.objects.create(customer_id=customer_id, total_cents=total)
+    OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                product_id=pid,
+                quantity=quantity,
+                unit_price_cents=products[pid].price_cents,
+                product_name=products[pid].name,
+                product_sku=products[pid].sku,
+            )
+            for pid, quantity in quantities.items()
+        ]
+    )
+    changes = [
+        _order_change(
+            order,
+            "OrderPlaced",
+            lines=[{"product_id": pid, "quantity": q} for pid, q in quantities.items()],
+        )
+    ]
+    changes += [
+        _product_change(products[pid], "StockReserved", order_id=str(order.pk), quantity=q)
+        for pid, q in sorted(quantities.items())
+    ]
+    return Committed(order, outbox.append(changes))
+
+
+@transaction.atomic
+def pay_order(
+    *, order_id, owner_id: int | None = None, expected_version: int | None = None
+) -> Committed[Order]:
+    """Pay a pending order from the customer's balance."""
+    order = _lock_order(order_id, owner_id)
+    _check_version(order.version, expected_version)
+    if order.status != OrderStatus.PENDING:
+        raise errors.InvalidTransition(f"An order that is {order.status} cannot be paid.")
+    debited = Customer.objects.filter(
+        pk=order.customer_id, balance_cents__gte=order.total_cents
+    ).update(
+        balance_cents=F("balance_cents") - order.total_cents,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    if not debited:
+        raise errors.InsufficientBalance()
+    customer = Customer.objects.get(pk=order.customer_id)
+    _move(order, OrderStatus.PAID)
+    Payment.objects.create(order=order, kind=PaymentKind.CHARGE, amount_cents=order.total_cents)
+    position = outbox.append(
+        [
+            _order_change(order, "OrderPaid"),
+            _customer_change(
+                customer, "CustomerCharged", order_id=str(order.pk), amount_cents=order.total_cents
+            ),
+        ]
+    )
+    return Committed(order, position)
+
+
+@transaction.atomic
+def cancel_order(
+    *, order_id, owner_id: int | None = None, expected_version: int | None = None
+) -> Committed[Order]:
+    """Cancel a pending or paid order: release its stock and refund a payment."""
+    order = _lock_order(order_id, owner_id)
+    _check_version(order.version, expected_version)
+    was_paid = order.status == OrderStatus.PAID
+    _move(order, OrderStatus.CANCELLED)
+    changes = [_order_change(order, "OrderCancelled", refunded=was_paid)]
+    if was_paid:
+        Customer.objects.filter(pk=order.customer_id).update(
+            balance_cents=F("balance_cents") + order.total_cents,
+            version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
+        Payment.objects.create(
+            order=order, kind=PaymentKind.REFUND, amount_cents=order.total_cents
+        )
+        customer = Customer.objects.get(pk=order.customer_id)
+        changes.append(
+            _customer_change(
+                customer, "CustomerRefunded", order_id=str(order.pk), amount_cents=order.total_cents
+            )
+        )
+    quantities: dict[int, int] = {}
+    for product_id, quantity in order.lines.values_list("product_id", "quantity"):
+        quantities[product_id] = quantities.get(product_id, 0) + quantity
+    products = list(
+        Product.objects.select_for_update().filter(pk__in=list(quantities)).order_by("pk")
+    )
+    now = timezone.now()
+    for product in products:
+        product.stock += quantities[product.pk]
+        product.version += 1
+        product.updated_at = now
+    Product.objects.bulk_update(products, ["stock", "version", "updated_at"])
+    changes += [
+        _product_change(
+            p, "StockReleased", order_id=str(order.pk), quantity=quantities[p.pk]
+        )
+        for p in products
+    ]
+    return Committed(order, outbox.append(changes))
+
+
+@transaction.atomic
+def ship_order(
+    *, order_id, owner_id: int | None = None, expected_version: int | None = None
+) -> Committed[Order]:
+    """Mark a paid order as shipped."""
+    order = _lock_order(order_id, owner_id)
+    _check_version(order.version, expected_version)
+    _move(order, OrderStatus.SHIPPED)
+    return Committed(order, outbox.append([_order_change(order, "OrderShipped")]))

@@ -1,0 +1,257 @@
+"""The transactional outbox: appending rows inside a command, and reading them in commit order.
+
+A bigserial position is taken at INSERT, not at COMMIT, so a reader that followed
+positions alone could pass a row whose transaction commits later and never see it.
+Each row records its transaction id (xid8). A reader only returns rows whose xid is
+below the xmin of its snapshot (every transaction below it has ended, so no row with
+such an xid can still appear) and walks them in (xid, position) order. Checkpoints and
+consistency tokens are that pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from orders.context import current_request_id
+from orders.models import OutboxMessage
+from orders.signals import outbox_committed
+
+# Larger than any position a bigserial will hand out; used as "every row of this xid".
+MAX_POSITION = 2**63 - 1
+
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in commit order: every row at or before (xid, position) is covered."""
+
+    xid: int
+    position: int
+
+    @classmethod
+    def start(cls) -> Position:
+        return cls(0, 0)
+
+    def covers(self, other: Position) -> bool:
+        return (self.xid, self.position) >= (other.xid, other.position)
+
+
+class InvalidToken(ValueError):
+    pass
+
+
+TOKEN_PREFIX = "ct1"
+
+
+def encode_token(position: Position) -> str:
+    """Return the opaque X-Consistency-Token for a commit position."""
+    raw = f"{TOKEN_PREFIX}.{position.xid}.{position.position}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> Position:
+    """Parse a token made by encode_token, or raise InvalidToken."""
+    try:
+        padded = token.strip() + "=" * (-len(token.strip()) % 4)
+        raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+        prefix, xid, position = raw.split(".")
+        if prefix != TOKEN_PREFIX:
+            raise ValueError(prefix)
+        result = Position(int(xid), int(position))
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidToken("not a consistency token issued by this shop") from None
+    if not (0 <= result.xid < 2**63 and 0 <= result.position <= MAX_POSITION):
+        raise InvalidToken("not a consistency token issued by this shop")
+    return result
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a command changed in one aggregate, to be appended to the outbox."""
+
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int
+    event_type: str
+    partition_key: str
+    payload: dict
+
+
+def outbox_enabled() -> bool:
+    # Only benchmarks turn it off, to measure what the outbox costs.
+    return settings.SHOP.get("OUTBOX_ENABLED", True)
+
+
+_INSERT_COLUMNS = (
+    "aggregate_type, aggregate_id, aggregate_version, event_type, partition_key, payload, "
+    "request_id"
+)
+
+
+def append(changes: list[Change]) -> Position:
+    """Append the changes in the caller's transaction; return the last row's position."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("outbox rows must be appended inside the command's transaction")
+    if not changes:
+        raise ValueError("a command that changed nothing must not append to the outbox")
+    if not outbox_enabled():
+        return Position.start()
+    request_id = current_request_id.get()
+    values_sql = ", ".join(["(%s, %s, %s, %s, %s, %s::jsonb, %s)"] * len(changes))
+    params: list = []
+    for change in changes:
+        params += [
+            change.aggregate_type,
+            str(change.aggregate_id),
+            change.aggregate_version,
+            change.event_type,
+            str(change.partition_key),
+            json.dumps(change.payload, separators=(",", ":"), default=str),
+            request_id,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {OutboxMessage._meta.db_table} ({_INSERT_COLUMNS}) "
+            f"VALUES {values_sql} RETURNING position, xid::text",
+            params,
+        )
+        rows = cursor.fetchall()
+    last_position, xid = max(rows)
+    aggregate_types = frozenset(change.aggregate_type for change in changes)
+    position = Position(int(xid), last_position)
+    # Only a wake-up: if it is lost (crash right after commit, broker down), the
+    # projectors' periodic sweep still finds the rows.
+    transaction.on_commit(
+        lambda: outbox_committed.send_robust(
+            sender=Change, aggregate_types=aggregate_types, position=position
+        )
+    )
+    return position
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    position: int
+    xid: int
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int
+    event_type: str
+    partition_key: str
+    payload: dict
+    created_at: datetime
+    request_id: str
+
+    @property
+    def commit_position(self) -> Position:
+        return Position(self.xid, self.position)
+
+
+@dataclass(frozen=True)
+class Batch:
+    rows: list[OutboxRow]
+    horizon: int
+    # Where a reader that has handled every row of this batch may put its checkpoint.
+    checkpoint_after: Position
+
+    @property
+    def complete(self) -> bool:
+        """True when the batch holds every committed row up to the horizon."""
+        return self.checkpoint_after == Position(self.horizon - 1, MAX_POSITION)
+
+
+def safe_horizon() -> int:
+    """Return the xid below which every transaction has ended (the snapshot's xmin)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        return cursor.fetchone()[0]
+
+
+def segment_sql(segments: int) -> str:
+    """SQL expression giving a row's segment (0..segments-1) from its partition key."""
+    # mod(), not the % operator: this SQL is formatted with parameters.
+    return f"mod(hashtextextended(partition_key, 0) & 9223372036854775807, {int(segments)})"
+
+
+def read_after(
+    after: Position,
+    *,
+    limit: int,
+    aggregate_types: list[str] | None = None,
+    segment: tuple[int, int] | None = None,
+) -> Batch:
+    """Return up to `limit` committed rows after `after`, in commit-safe (xid, position) order.
+
+    `segment` is (index, count): only rows whose partition key hashes to that segment.
+    Rows of transactions still running, and everything after them, are left for later.
+    """
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    # The horizon is taken first, in its own statement: every xid below it has ended,
+    # so the next statement's snapshot sees all of their committed rows.
+    horizon = safe_horizon()
+    where = ["(xid, position) > (%s::text::xid8, %s)", "xid < %s::text::xid8"]
+    params: list = [str(after.xid), after.position, str(horizon)]
+    if aggregate_types is not None:
+        where.append("aggregate_type = ANY(%s)")
+        params.append(list(aggregate_types))
+    if segment is not None:
+        index, count = segment
+        where.append(f"{segment_sql(count)} = %s")
+        params.append(index)
+    params.append(limit)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT position, xid::text, aggregate_type, aggregate_id, aggregate_version, "
+            "event_type, partition_key, payload, created_at, request_id "
+            f"FROM {OutboxMessage._meta.db_table} WHERE {' AND '.join(where)} "
+            "ORDER BY xid, position LIMIT %s",
+            params,
+        )
+        rows = [
+            OutboxRow(
+                position=r[0],
+                xid=int(r[1]),
+                aggregate_type=r[2],
+                aggregate_id=r[3],
+                aggregate_version=r[4],
+                event_type=r[5],
+                partition_key=r[6],
+                payload=r[7] if isinstance(r[7], dict) else json.loads(r[7]),
+                created_at=r[8],
+                request_id=r[9],
+            )
+            for r in cursor.fetchall()
+        ]
+    if len(rows) < limit:
+        checkpoint = max(after, Position(horizon - 1, MAX_POSITION))
+    else:
+        checkpoint = rows[-1].commit_position
+    return Batch(rows=rows, horizon=horizon, checkpoint_after=checkpoint)
+
+
+def high_water_mark() -> Position:
+    """Return the furthest position a reader can safely reach right now."""
+    return Position(safe_horizon() - 1, MAX_POSITION)
+
+
+def pending_count(after: Position, *, aggregate_types: list[str] | None = None) -> int:
+    """Count committed-or-running rows after `after` (what a reader still has to do)."""
+    where = ["(xid, position) > (%s::text::xid8, %s)"]
+    params: list = [str(after.xid), after.position]
+    if aggregate_types is not None:
+        where.append("aggregate_type = ANY(%s)")
+        params.append(list(aggregate_types))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {OutboxMessage._meta.db_table} WHERE {' AND '.join(where)}",
+            params,
+        )
+        return cursor.fetchone()[0]
