@@ -1,0 +1,1 @@
+"""The read side: projectors, stores, checkpoints, consistency tokens and projected reads."""

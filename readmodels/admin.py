@@ -1,0 +1,191 @@
+"""Projection admin: a dashboard of every projector segment, dead letters, rebuilds, reconciles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from readmodels import deadletters, projectors, reconcile, status
+from readmodels.models import (
+    Checkpoint,
+    DeadLetter,
+    DeadLetterStatus,
+    LagSample,
+    Rebuild,
+    ReconcileRun,
+)
+
+CHART_WIDTH, CHART_HEIGHT = 640, 160
+COLOURS = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2"]
+
+
+def lag_chart(samples: list[LagSample], since, now) -> dict:
+    """Server-side SVG polylines of lag over the window, one per projector (max over segments)."""
+    series: dict[str, dict] = {}
+    for sample in samples:
+        points = series.setdefault(sample.projector, {})
+        points[sample.at] = max(points.get(sample.at, 0.0), sample.lag_seconds)
+    top = max([1.0] + [v for points in series.values() for v in points.values()])
+    span = max((now - since).total_seconds(), 1)
+    lines = []
+    for index, (name, points) in enumerate(sorted(series.items())):
+        coords = " ".join(
+            f"{(at - since).total_seconds() / span * CHART_WIDTH:.1f},"
+            f"{CHART_HEIGHT - value / top * (CHART_HEIGHT - 10):.1f}"
+            for at, value in sorted(points.items())
+        )
+        lines.append({"name": name, "points": coords, "colour": COLOURS[index % len(COLOURS)]})
+    return {"lines": lines, "top": top, "width": CHART_WIDTH, "height": CHART_HEIGHT}
+
+
+@admin.register(Checkpoint)
+class ProjectionsAdmin(admin.ModelAdmin):
+    """The changelist is the projections dashboard."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+
+    def get_urls(self):
+        own = [
+            path("rebuild/<str:name>/", self.admin_site.admin_view(self.start_rebuild),
+                 name="readmodels_rebuild"),
+            path("reconcile/<str:name>/", self.admin_site.admin_view(self.run_reconcile),
+                 name="readmodels_reconcile"),
+            path("retry-dead-letters/<str:name>/",
+                 self.admin_site.admin_view(self.retry_dead_letters),
+                 name="readmodels_retry_dead_letters"),
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        now = timezone.now()
+        since = now - timedelta(hours=1)
+        rows = status.segment_statuses()
+        previous = {}
+        for sample in LagSample.objects.filter(at__gte=now - timedelta(minutes=1)).order_by("at"):
+            previous.setdefault((sample.projector, sample.segment), sample)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Projections",
+            "rows": rows,
+            "chart": lag_chart(list(LagSample.objects.filter(at__gte=since)), since, now),
+            "reconciles": {name: reconcile.last_result(name) for name in projectors.PROJECTORS},
+            "rebuilds": {
+                name: Rebuild.objects.filter(projector=name).first()
+                for name in projectors.PROJECTORS
+            },
+            "names": list(projectors.PROJECTORS),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/readmodels/projections.html", context)
+
+    def _back(self):
+        return HttpResponseRedirect(reverse("admin:readmodels_checkpoint_changelist"))
+
+    def start_rebuild(self, request, name):
+        if request.method != "POST" or name not in projectors.PROJECTORS:
+            return self._back()
+        from readmodels.tasks import rebuild_read_model
+
+        rebuild_read_model.delay(name)
+        self.message_user(request, f"Rebuild of {name} started; progress shows below.")
+        return self._back()
+
+    def run_reconcile(self, request, name):
+        if request.method != "POST" or name not in projectors.PROJECTORS:
+            return self._back()
+        repair = request.POST.get("repair") == "1"
+        report = reconcile.reconcile(name, repair=repair)
+        s = report.summary()
+        self.message_user(
+            request,
+            f"Reconcile {name}: checked {s['checked']}, missing {s['missing']}, behind "
+            f"{s['behind']}, ahead {s['ahead']}, stray {s['stray']}, repaired {s['repaired']}.",
+            messages.SUCCESS if not report.differences or repair else messages.WARNING,
+        )
+        return self._back()
+
+    def retry_dead_letters(self, request, name):
+        if request.method != "POST":
+            return self._back()
+        letters = DeadLetter.objects.filter(projector=name, status=DeadLetterStatus.DEAD)
+        ok = sum(1 for letter in letters if deadletters.retry(letter))
+        self.message_user(request, f"Retried dead letters of {name}: {ok} resolved.")
+        return self._back()
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "projector", "outbox_position", "aggregate", "short_error", "attempts",
+        "status", "first_seen_at", "last_seen_at",
+    ]
+    list_filter = ["status", "projector"]
+    search_fields = ["aggregate_id", "error"]
+    actions = ["retry", "discard"]
+    readonly_fields = [f.name for f in DeadLetter._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="aggregate")
+    def aggregate(self, obj):
+        return f"{obj.aggregate_type}:{obj.aggregate_id}"
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return format_html("<code>{}</code>", obj.error[:120])
+
+    @admin.action(description="Retry selected dead letters (re-project their aggregates)")
+    def retry(self, request, queryset):
+        done = sum(1 for letter in queryset if deadletters.retry(letter))
+        self.message_user(request, f"{done} of {queryset.count()} resolved.")
+
+    @admin.action(description="Discard selected dead letters")
+    def discard(self, request, queryset):
+        for letter in queryset:
+            deadletters.discard(letter)
+        self.message_user(request, f"{queryset.count()} discarded.")
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "projector", "finished_at", "checked", "missing", "behind", "ahead", "stray",
+        "repaired", "seconds",
+    ]
+    list_filter = ["projector"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+
+
+@admin.register(Rebuild)
+class RebuildAdmin(admin.ModelAdmin):
+    list_display = ["projector", "generation", "status", "copied", "total", "started_at",
+                    "finished_at", "error"]
+    list_filter = ["projector", "status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)

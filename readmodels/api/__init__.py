@@ -1,0 +1,1 @@
+"""The projected-read API: endpoints served from Elasticsearch and Redis."""

@@ -1,0 +1,261 @@
+"""Projected endpoints: search, order history, stats, order summary and dashboard."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from orders.api.base import StaffOnly
+from orders.models import OrderStatus
+from readmodels import projectors, queries
+from readmodels.api.consistency import (
+    ProjectedReadView,
+    eventual_description,
+    projected_parameters,
+)
+
+
+class NotFound(exceptions.NotFound):
+    default_code = "not_found"
+
+
+def _require_staff(request):
+    if not request.user.is_staff:
+        raise StaffOnly()
+
+
+def _owned(request, document: dict | None) -> dict:
+    """Return the document if the caller may see it (staff, or its customer), else 404."""
+    if document is None:
+        raise NotFound("Not found (or not yet visible in this view).")
+    if not request.user.is_staff and document.get("user_id") != request.user.pk:
+        raise NotFound("Not found (or not yet visible in this view).")
+    return document
+
+
+def _public(document: dict) -> dict:
+    return {k: v for k, v in document.items() if k != "user_id"}
+
+
+class ProductSearchIn(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    category = serializers.CharField(required=False, max_length=100)
+    min_price = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
+    max_price = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
+    in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
+    sort = serializers.ChoiceField(choices=sorted(queries.PRODUCT_SORTS), default="relevance")
+    page = serializers.IntegerField(required=False, min_value=1, max_value=500, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+
+class ProductSearchView(ProjectedReadView):
+    permission_classes = [AllowAny]
+    read_model = "products_search"
+    fallback = "unavailable"
+
+    @extend_schema(
+        parameters=[ProductSearchIn, *projected_parameters()],
+        description=eventual_description("products_search", "Elasticsearch", "unavailable"),
+        responses={200: dict},
+        summary="Search the catalogue (relevance, typo-tolerant, category facet).",
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    def read(self, request):
+        params = ProductSearchIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        if data.get("in_stock") is None and "in_stock" not in request.query_params:
+            data["in_stock"] = None
+        return Response(queries.search_products(queries.ProductSearch(**data)))
+
+
+class CustomerOrdersIn(serializers.Serializer):
+    status = serializers.ChoiceField(choices=OrderStatus.values, required=False)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    search_after = serializers.CharField(required=False, max_length=500)
+
+    def validate_search_after(self, value):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise serializers.ValidationError(
+                "must be next_search_after from a previous page"
+            ) from None
+        if (
+            not isinstance(parsed, list)
+            or len(parsed) != 2
+            or not isinstance(parsed[0], int)
+            or not isinstance(parsed[1], str)
+        ):
+            raise serializers.ValidationError("must be next_search_after from a previous page")
+        return parsed
+
+
+class CustomerOrdersView(ProjectedReadView):
+    read_model = "orders_search"
+    fallback = "unavailable"
+
+    @extend_schema(
+        parameters=[CustomerOrdersIn, *projected_parameters()],
+        description=eventual_description("orders_search", "Elasticsearch", "unavailable"),
+        responses={200: dict},
+        summary="A customer's order history, newest first (search_after pagination).",
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    def read(self, request, customer_id: int):
+        params = CustomerOrdersIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        if not request.user.is_staff:
+            # Ownership from the customer's own projected documents, not the write tables.
+            dashboard = queries.customer_dashboard(customer_id)
+            owner = dashboard[1].get("user_id") if dashboard else None
+            if owner != request.user.pk:
+                raise NotFound("No such customer.")
+        result = queries.customer_orders(
+            customer_id=customer_id,
+            status=params.validated_data.get("status"),
+            page_size=params.validated_data["page_size"],
+            search_after=params.validated_data.get("search_after"),
+        )
+        if result["next_search_after"] is not None:
+            result["next_search_after"] = json.dumps(result["next_search_after"])
+        return Response(result)
+
+
+class OrderSearchIn(serializers.Serializer):
+    q = serializers.CharField(max_length=200)
+    page = serializers.IntegerField(required=False, min_value=1, max_value=500, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+
+class OrderSearchView(ProjectedReadView):
+    read_model = "orders_search"
+    fallback = "unavailable"
+
+    @extend_schema(
+        parameters=[OrderSearchIn, *projected_parameters()],
+        description=eventual_description("orders_search", "Elasticsearch", "unavailable"),
+        responses={200: dict},
+        summary="Staff: find orders by customer name or email, sku or item name.",
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    def read(self, request):
+        _require_staff(request)
+        params = OrderSearchIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(queries.search_orders(**params.validated_data))
+
+
+class OrderStatsIn(serializers.Serializer):
+    # `from` is a Python keyword, so the fields are renamed in validate().
+    interval = serializers.ChoiceField(choices=["hour", "day", "week", "month"], default="day")
+
+    def validate(self, attrs):
+        raw = self.initial_data
+        now = timezone.now()
+        field = serializers.DateTimeField()
+        try:
+            attrs["start"] = field.to_internal_value(raw["from"]) if raw.get("from") else (
+                now - timedelta(days=30)
+            )
+            attrs["end"] = field.to_internal_value(raw["to"]) if raw.get("to") else now
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"from/to": exc.detail}) from None
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"to": ["must be after from"]})
+        span = attrs["end"] - attrs["start"]
+        limits = {"hour": 24 * 31, "day": 3660, "week": 1000, "month": 1200}
+        seconds = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400}
+        if span.total_seconds() / seconds[attrs["interval"]] > limits[attrs["interval"]]:
+            raise serializers.ValidationError({"interval": ["too many buckets; use a larger one"]})
+        return attrs
+
+
+class OrderStatsView(ProjectedReadView):
+    read_model = "orders_search"
+    slo_model = "order_stats"
+    fallback = "unavailable"
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", str, description="ISO 8601 start (default: 30 days ago)"),
+            OpenApiParameter("to", str, description="ISO 8601 end, exclusive (default: now)"),
+            OpenApiParameter("interval", str, enum=["hour", "day", "week", "month"]),
+            *projected_parameters(),
+        ],
+        description=eventual_description("order_stats", "Elasticsearch", "unavailable"),
+        responses={200: dict},
+        summary="Staff: order count and revenue per status and per time bucket.",
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    def read(self, request):
+        _require_staff(request)
+        params = OrderStatsIn(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        return Response(
+            queries.order_stats(
+                start=data["start"].isoformat(), end=data["end"].isoformat(),
+                interval=data["interval"],
+            )
+        )
+
+
+class OrderSummaryView(ProjectedReadView):
+    read_model = "order_summary"
+    fallback = "strong"
+
+    @extend_schema(
+        parameters=projected_parameters(),
+        description=eventual_description("order_summary", "Redis", "strong"),
+        responses={200: dict},
+        summary="An order's confirmation and tracking summary.",
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    def read(self, request, order_id):
+        found = queries.order_summary(str(order_id))
+        return Response(_public(_owned(request, found[1] if found else None)))
+
+    def read_strong(self, request, order_id):
+        docs = projectors.get("order_summary").load({str(order_id)})
+        return Response(_public(_owned(request, docs[0].body if docs else None)))
+
+
+class CustomerDashboardView(ProjectedReadView):
+    read_model = "customer_dashboard"
+    fallback = "strong"
+
+    @extend_schema(
+        parameters=projected_parameters(),
+        description=eventual_description("customer_dashboard", "Redis", "strong"),
+        responses={200: dict},
+        summary="A customer's dashboard: balance, open orders, spend, latest orders.",
+    )
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    def read(self, request, customer_id: int):
+        found = queries.customer_dashboard(customer_id)
+        return Response(_public(_owned(request, found[1] if found else None)))
+
+    def read_strong(self, request, customer_id: int):
+        docs = projectors.get("customer_dashboard").load({str(customer_id)})
+        return Response(_public(_owned(request, docs[0].body if docs else None)))
+
+

@@ -1,0 +1,67 @@
+"""Retrying and discarding dead letters: outbox rows a projector set aside."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.utils import timezone
+
+from orders import outbox
+from orders.outbox import OutboxRow
+from readmodels import config, projectors, runner
+from readmodels.models import DeadLetter, DeadLetterStatus
+
+
+def _segment_of(partition_key: str, segments: int) -> int:
+    if segments == 1:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {outbox.segment_sql(segments)} FROM (SELECT %s::text AS partition_key) k",
+            [partition_key],
+        )
+        return cursor.fetchone()[0]
+
+
+def _as_row(letter: DeadLetter) -> OutboxRow:
+    return OutboxRow(
+        position=letter.outbox_position,
+        xid=letter.outbox_xid,
+        aggregate_type=letter.aggregate_type,
+        aggregate_id=letter.aggregate_id,
+        aggregate_version=0,
+        event_type=letter.event_type,
+        partition_key=letter.partition_key,
+        payload={},
+        created_at=letter.first_seen_at,
+        request_id="",
+    )
+
+
+def retry(letter: DeadLetter) -> bool:
+    """Re-project the letter's aggregate from its current state; True when it worked.
+
+    Runs under the owning segment's lock, so a derived document is still written by
+    one writer at a time.
+    """
+    projector = projectors.get(letter.projector)
+    segments = config.segments(projector.name)
+    segment = _segment_of(letter.partition_key, segments)
+    with runner.segment_lock(projector.name, segment, segments) as acquired:
+        if not acquired:
+            return False
+        try:
+            runner._write(projector, [_as_row(letter)])
+        except Exception as exc:  # noqa: BLE001 - recorded on the letter, shown to the operator
+            letter.attempts += 1
+            letter.error = f"{type(exc).__name__}: {exc}"[:4000]
+            letter.save(update_fields=["attempts", "error", "last_seen_at"])
+            return False
+    letter.status = DeadLetterStatus.RESOLVED
+    letter.last_seen_at = timezone.now()
+    letter.save(update_fields=["status", "last_seen_at"])
+    return True
+
+
+def discard(letter: DeadLetter) -> None:
+    letter.status = DeadLetterStatus.DISCARDED
+    letter.save(update_fields=["status", "last_seen_at"])

@@ -1,0 +1,181 @@
+"""Operate the projections: status, rebuild, reconcile, dead letters.
+
+    manage.py projections status [--json]           exit 1 when an SLO is breached
+    manage.py projections rebuild NAME|--all
+    manage.py projections reconcile NAME|--all [--repair]
+    manage.py projections deadletters [--retry|--discard] [--projector NAME] [--id N ...]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from readmodels import deadletters, projectors, rebuild, reconcile, status
+from readmodels.models import DeadLetter, DeadLetterStatus
+from readmodels.stores import StoreUnavailable
+
+logger = logging.getLogger("readmodels.slo")
+
+
+def _names(options) -> list[str]:
+    if options.get("all"):
+        return list(projectors.PROJECTORS)
+    name = options.get("name")
+    if not name:
+        raise CommandError("name a read model, or pass --all")
+    if name not in projectors.PROJECTORS:
+        raise CommandError(f"unknown read model {name!r}; known: {', '.join(projectors.PROJECTORS)}")
+    return [name]
+
+
+class Command(BaseCommand):
+    help = "Operate the projections: status, rebuild, reconcile, deadletters."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        st = sub.add_parser("status", help="lag per projector and segment against its SLO")
+        st.add_argument("--json", action="store_true")
+        rb = sub.add_parser("rebuild", help="rebuild a read model with zero downtime")
+        rb.add_argument("name", nargs="?")
+        rb.add_argument("--all", action="store_true")
+        rb.add_argument("--batch-size", type=int, default=1000)
+        rb.add_argument("--grace-seconds", type=float, default=None)
+        rc = sub.add_parser("reconcile", help="compare a read model with the write model")
+        rc.add_argument("name", nargs="?")
+        rc.add_argument("--all", action="store_true")
+        rc.add_argument("--repair", action="store_true")
+        rc.add_argument("--batch-size", type=int, default=1000)
+        dl = sub.add_parser("deadletters", help="list, retry or discard dead letters")
+        group = dl.add_mutually_exclusive_group()
+        group.add_argument("--retry", action="store_true")
+        group.add_argument("--discard", action="store_true")
+        dl.add_argument("--projector")
+        dl.add_argument("--id", type=int, nargs="*", dest="ids")
+
+    def handle(self, *args, action, **options):
+        return getattr(self, f"do_{action}")(options)
+
+    def do_status(self, options):
+        rows = status.segment_statuses()
+        breached = [r for r in rows if r.breached]
+        for r in breached:
+            logger.warning(
+                "lag SLO breached: %s[%s] is %.1f s behind (SLO %.1f s, %s rows)",
+                r.projector, r.segment, r.lag_seconds, r.slo_seconds, r.rows_behind,
+            )
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    [
+                        {
+                            "read_model": r.projector,
+                            "segment": r.segment,
+                            "segments": r.segments,
+                            "position": [r.xid, r.position],
+                            "rows_behind": r.rows_behind,
+                            "lag_seconds": round(r.lag_seconds, 3),
+                            "slo_seconds": r.slo_seconds,
+                            "state": r.state,
+                            "last_success_at": r.last_success_at.isoformat()
+                            if r.last_success_at else None,
+                            "last_error": r.last_error,
+                            "dead_letters": r.dead_letters,
+                        }
+                        for r in rows
+                    ],
+                    indent=2,
+                )
+            )
+        else:
+            header = (
+                f"{'read model':<20} {'seg':>5} {'position':>22} {'behind':>8} "
+                f"{'lag s':>8} {'SLO s':>6} {'state':<8} {'dead':>5}  last error"
+            )
+            self.stdout.write(header)
+            self.stdout.write("-" * len(header))
+            for r in rows:
+                self.stdout.write(
+                    f"{r.projector:<20} {f'{r.segment}/{r.segments}':>5} "
+                    f"{f'{r.xid}:{min(r.position, 10**12)}':>22} {r.rows_behind:>8} "
+                    f"{r.lag_seconds:>8.2f} {r.slo_seconds:>6.1f} {r.state:<8} "
+                    f"{r.dead_letters:>5}  {r.last_error[:60]}"
+                )
+        if breached:
+            sys.exit(1)
+
+    def do_rebuild(self, options):
+        for name in _names(options):
+            self.stdout.write(f"rebuilding {name}")
+
+            def show(run, rate, name=name):
+                total = max(run.total, 1)
+                done = min(run.copied, total)
+                bar = "#" * int(30 * done / total)
+                self.stdout.write(
+                    f"\r  [{bar:<30}] {done}/{run.total} docs  {rate:,.0f} docs/s", ending=""
+                )
+                self.stdout.flush()
+
+            try:
+                run = rebuild.rebuild(
+                    name,
+                    batch_size=options["batch_size"],
+                    on_progress=show,
+                    grace_seconds=options["grace_seconds"],
+                )
+            except StoreUnavailable as exc:
+                raise CommandError(f"store unavailable: {exc}; run again to resume") from exc
+            seconds = (run.finished_at - run.started_at).total_seconds()
+            self.stdout.write(
+                f"\n  done: generation {run.generation}, {run.copied} documents in "
+                f"{seconds:.1f} s ({run.copied / max(seconds, 1e-6):,.0f} docs/s)"
+            )
+
+    def do_reconcile(self, options):
+        dirty = False
+        for name in _names(options):
+            try:
+                report = reconcile.reconcile(
+                    name, repair=options["repair"], batch_size=options["batch_size"]
+                )
+            except StoreUnavailable as exc:
+                raise CommandError(f"store unavailable: {exc}") from exc
+            s = report.summary()
+            self.stdout.write(
+                f"{name}: checked {s['checked']}, missing {s['missing']}, behind {s['behind']}, "
+                f"ahead {s['ahead']}, stray {s['stray']}, repaired {s['repaired']} "
+                f"({s['seconds']} s)"
+            )
+            for kind, keys in s["examples"].items():
+                if keys:
+                    self.stdout.write(f"  {kind}: {', '.join(keys)}")
+            dirty = dirty or (report.differences and not options["repair"])
+        if dirty:
+            sys.exit(1)
+
+    def do_deadletters(self, options):
+        letters = DeadLetter.objects.filter(status=DeadLetterStatus.DEAD)
+        if options["projector"]:
+            letters = letters.filter(projector=options["projector"])
+        if options["ids"]:
+            letters = letters.filter(pk__in=options["ids"])
+        letters = list(letters.order_by("projector", "outbox_position"))
+        for letter in letters:
+            outcome = ""
+            if options["retry"]:
+                outcome = "retried: ok" if deadletters.retry(letter) else "retried: failed again"
+            elif options["discard"]:
+                deadletters.discard(letter)
+                outcome = "discarded"
+            self.stdout.write(
+                f"#{letter.pk} {letter.projector} outbox {letter.outbox_position} "
+                f"{letter.aggregate_type}:{letter.aggregate_id} attempts {letter.attempts} "
+                f"first {letter.first_seen_at:%Y-%m-%d %H:%M:%S} last "
+                f"{letter.last_seen_at:%Y-%m-%d %H:%M:%S}  {letter.error[:80]}  {outcome}"
+            )
+        if not letters:
+            self.stdout.write("no dead letters")

@@ -1,0 +1,104 @@
+"""What a projector is: the aggregates it consumes, a batched loader, a builder, a writer.
+
+CQRS without event sourcing: an outbox row only says which aggregate changed. The
+projector loads that aggregate's current state from PostgreSQL (a fixed number of
+queries per batch, never one per row) and rebuilds whole documents, so a duplicate
+or a replay converges instead of applying a delta twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from orders.outbox import OutboxRow
+from readmodels.stores import es, redis_store
+from readmodels.stores.es import Doc
+
+
+class Projector:
+    name: str
+    store: str  # "elasticsearch" or "redis"
+    consumes: tuple[str, ...]
+
+    def keys_for(self, rows: Iterable[OutboxRow]) -> set[str]:
+        """Return the document keys the rows touch (may need no database at all)."""
+        raise NotImplementedError
+
+    def load(self, keys: set[str]) -> list[Doc]:
+        """Build the current documents of these keys from PostgreSQL, in batched queries."""
+        raise NotImplementedError
+
+    def documents_for(self, rows: list[OutboxRow]) -> list[Doc]:
+        return self.load(self.keys_for(rows))
+
+    def documents_by_key(self, keys: list[str]) -> list[Doc]:
+        """Build the current documents of these document keys (rebuild, reconcile, fallback)."""
+        return self.load(set(keys))
+
+    def write(self, docs: list[Doc], generation: int | None = None) -> dict[str, str]:
+        """Write version-gated; return the keys the store refused, with the reason.
+
+        `generation` writes into that index or key generation instead of the live one
+        (a rebuild in progress).
+        """
+        if self.store == "elasticsearch":
+            index = es.index_name(self.name, generation) if generation else None
+            return es.bulk_write(self.name, docs, index=index).failed
+        redis_store.write_documents(self.name, docs, gen=generation)
+        return {}
+
+    def stored_versions(self, keys: list[str]) -> dict[str, int]:
+        if self.store == "elasticsearch":
+            return es.get_versions(self.name, keys)
+        return redis_store.read_versions(self.name, keys)
+
+    def stored_keys(self) -> Iterable[list[str]]:
+        """Yield the keys of every document the live view holds, in batches."""
+        if self.store == "elasticsearch":
+            return es.iter_ids(self.name)
+        return redis_store.iter_keys(self.name)
+
+    def delete(self, keys: list[str]) -> None:
+        if self.store == "elasticsearch":
+            es.delete_ids(self.name, keys)
+        else:
+            redis_store.delete_keys(self.name, keys)
+
+    def store_lost_data(self) -> bool:
+        """True when the store has lost this view (Redis restarted empty, index gone)."""
+        if self.store == "elasticsearch":
+            return es.current_index(self.name) is None
+        return redis_store.lost_data(self.name)
+
+    def mark_store_populated(self) -> None:
+        if self.store == "elasticsearch":
+            es.ensure_index(self.name, self.mappings)
+        else:
+            redis_store.mark_populated(self.name)
+
+    def all_keys(self, batch_size: int = 1000, after: str | None = None) -> Iterable[list[str]]:
+        """Yield every key of the read model in key order, in batches, after `after`."""
+        raise NotImplementedError
+
+    def key_exists(self, keys: list[str]) -> set[str]:
+        """Return which of these keys should have a document (their aggregate exists)."""
+        raise NotImplementedError
+
+
+def keys_in_order(queryset, batch_size: int, after, parse) -> Iterable[list[str]]:
+    """Page through a model's primary keys in order, starting after `after`."""
+    last = parse(after) if after is not None else None
+    while True:
+        query = queryset.order_by("pk")
+        if last is not None:
+            query = query.filter(pk__gt=last)
+        ids = list(query.values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return
+        yield [str(i) for i in ids]
+        last = ids[-1]
+
+
+def chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,348 @@
+"""Run one segment of one projector: outbox rows after its checkpoint, into its store.
+
+The loop, per batch: read committed rows in commit order (orders.outbox), load the
+touched aggregates' current state, write version-gated documents, and only then move
+the checkpoint. A PostgreSQL advisory lock makes sure a segment runs in one place at a
+time, across every worker and machine. The store is written outside any database
+transaction.
+
+Failures:
+- a store that does not answer (StoreUnavailable) keeps the checkpoint and backs off;
+  nothing is counted against the rows;
+- any other error is blamed on rows by trying them one by one; a row that keeps
+  failing is retried a bounded number of times, then set aside as a dead letter and
+  the segment moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import F
+from django.utils import timezone
+
+from orders import outbox
+from orders.models import OutboxMessage
+from orders.outbox import OutboxRow, Position
+from readmodels import config, metrics, progress
+from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+from readmodels.projectors import Projector
+from readmodels.stores import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 30.0
+# Failures of the servers, not of the rows: never counted against a row.
+INFRASTRUCTURE_ERRORS = (StoreUnavailable, OperationalError, InterfaceError)
+
+
+class RowsRefused(Exception):
+    """The store refused some documents for reasons of their own."""
+
+
+class RetryLater(Exception):
+    """A row failed and has attempts left: the segment stops before it for now."""
+
+
+@dataclass
+class RunResult:
+    locked_out: bool = False
+    backing_off: bool = False
+    rows: int = 0
+    batches: int = 0
+    complete: bool = False
+    dead_lettered: int = 0
+
+
+def lock_key(projector: str, segment: int, segments: int) -> tuple[int, int]:
+    # Two int4 keys: a stable hash of the projector's name, and the segment.
+    return zlib.crc32(projector.encode()) & 0x7FFFFFFF, segments * 1000 + segment
+
+
+@contextmanager
+def segment_lock(projector: str, segment: int, segments: int):
+    """Hold the segment's session-level advisory lock, or yield False if another has it."""
+    a, b = lock_key(projector, segment, segments)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [a, b])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [a, b])
+            except Exception:
+                # A dead connection has released the lock with the session.
+                connection.close()
+
+
+def checkpoint_for(projector: str, segment: int, segments: int) -> Checkpoint:
+    checkpoint, _ = Checkpoint.objects.get_or_create(
+        projector=projector, segment=segment, segments=segments
+    )
+    return checkpoint
+
+
+def _pending_since(projector: Projector, position: Position, segment, segments):
+    """Creation time of the first row after `position` (committed, maybe held back)."""
+    where = ["(xid, position) > (%s::text::xid8, %s)", "aggregate_type = ANY(%s)"]
+    params: list = [str(position.xid), position.position, list(projector.consumes)]
+    if segments > 1:
+        where.append(f"{outbox.segment_sql(segments)} = %s")
+        params.append(segment)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT created_at FROM {OutboxMessage._meta.db_table} "
+            f"WHERE {' AND '.join(where)} ORDER BY xid, position LIMIT 1",
+            params,
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _write(projector: Projector, rows: list[OutboxRow]) -> None:
+    docs = projector.documents_for(rows)
+    refused = projector.write(docs)
+    if refused:
+        key, reason = next(iter(refused.items()))
+        raise RowsRefused(f"{len(refused)} document(s) refused, e.g. {key}: {reason}")
+    # Visible now (Elasticsearch was refreshed by the write): measure from each row's
+    # creation, which includes any time the row waited behind an older transaction.
+    now = timezone.now()
+    histogram = metrics.COMMIT_TO_VISIBLE.labels(projector.name)
+    for row in rows:
+        histogram.observe(max(0.0, (now - row.created_at).total_seconds()))
+    metrics.ROWS_PROJECTED.labels(projector.name).inc(len(rows))
+    logger.info(
+        "projected %s outbox rows into %s",
+        len(rows),
+        projector.name,
+        extra={
+            "read_model": projector.name,
+            "positions": [rows[0].position, rows[-1].position],
+            # Follows each command (its request) into the view that now shows it.
+            "request_ids": sorted({row.request_id for row in rows if row.request_id}),
+        },
+    )
+
+
+def _record_failure(projector: Projector, row: OutboxRow, error: Exception) -> DeadLetter:
+    letter, created = DeadLetter.objects.get_or_create(
+        projector=projector.name,
+        outbox_position=row.position,
+        defaults={
+            "outbox_xid": row.xid,
+            "aggregate_type": row.aggregate_type,
+            "aggregate_id": row.aggregate_id,
+            "partition_key": row.partition_key,
+            "event_type": row.event_type,
+            "error": f"{type(error).__name__}: {error}"[:4000],
+        },
+    )
+    if not created:
+        letter.attempts += 1
+        letter.error = f"{type(error).__name__}: {error}"[:4000]
+    if letter.attempts >= config.poison_max_attempts():
+        letter.status = DeadLetterStatus.DEAD
+    letter.save()
+    return letter
+
+
+def _project_one_by_one(projector: Projector, rows: list[OutboxRow], result: RunResult):
+    """Find the rows to blame; return how far the segment may move (or raise RetryLater)."""
+    dead = set(
+        DeadLetter.objects.filter(
+            projector=projector.name,
+            outbox_position__in=[r.position for r in rows],
+            status__in=[DeadLetterStatus.DEAD, DeadLetterStatus.DISCARDED],
+        ).values_list("outbox_position", flat=True)
+    )
+    done: Position | None = None
+    for row in rows:
+        if row.position not in dead:
+            try:
+                _write(projector, [row])
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:
+                letter = _record_failure(projector, row, exc)
+                if letter.status != DeadLetterStatus.DEAD:
+                    logger.warning(
+                        "projector %s failed on outbox row %s (attempt %s): %s",
+                        projector.name, row.position, letter.attempts, exc,
+                    )
+                    raise RetryLater(exc, done) from exc
+                logger.error(
+                    "projector %s set outbox row %s aside as a dead letter after %s attempts: %s",
+                    projector.name, row.position, letter.attempts, exc,
+                )
+                result.dead_lettered += 1
+                metrics.PROJECTION_FAILURES.labels(projector.name, "dead_letter").inc()
+        done = row.commit_position
+    return done
+
+
+def _save_progress(checkpoint: Checkpoint, position: Position, rows: int) -> None:
+    now = timezone.now()
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(
+        xid=position.xid,
+        position=position.position,
+        rows_projected=F("rows_projected") + rows,
+        last_success_at=now,
+        failures=0,
+        retry_after=None,
+        updated_at=now,
+    )
+    checkpoint.xid, checkpoint.position = position.xid, position.position
+    checkpoint.failures = 0
+
+
+def _save_failure(checkpoint: Checkpoint, error: Exception) -> None:
+    failures = checkpoint.failures + 1
+    backoff = min(MAX_BACKOFF_SECONDS, 0.1 * 2 ** min(failures, 16))
+    now = timezone.now()
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(
+        failures=failures,
+        retry_after=now + timedelta(seconds=backoff),
+        last_error=f"{type(error).__name__}: {error}"[:4000],
+        last_error_at=now,
+        updated_at=now,
+    )
+    checkpoint.failures = failures
+
+
+def _announce(projector: Projector, checkpoint: Checkpoint, segment: int, segments: int) -> None:
+    position = Position(checkpoint.xid, checkpoint.position)
+    try:
+        progress.publish(
+            projector=projector.name,
+            segment=segment,
+            segments=segments,
+            checkpoint=position,
+            pending_since=_pending_since(projector, position, segment, segments),
+        )
+    except StoreUnavailable as exc:
+        # Readers fall back on their own; the next batch or sweep announces again.
+        logger.warning("could not announce %s progress: %s", projector.name, exc)
+
+
+def _heal_if_store_lost(projector: Projector, checkpoint: Checkpoint) -> None:
+    """Re-project every aggregate when the store has lost the view, then carry on.
+
+    A Redis restarted without persistence (or a deleted index) holds none of the
+    documents the checkpoint says are there, and the outbox may no longer hold the
+    rows that made them. So project every aggregate's current state (version-gated,
+    like any write), then continue from the checkpoint. Segment 0 does it for the
+    whole view.
+    """
+    if (checkpoint.xid, checkpoint.position) == (0, 0):
+        projector.mark_store_populated()
+        return
+    if not projector.store_lost_data():
+        return
+    logger.warning(
+        "the %s store has lost its documents; re-projecting every aggregate", projector.name
+    )
+    if projector.store == "elasticsearch":
+        projector.mark_store_populated()  # creates the index and alias again
+    healed = 0
+    for keys in projector.all_keys(config.batch_size()):
+        projector.write(projector.documents_by_key(keys))
+        healed += len(keys)
+    projector.mark_store_populated()
+    logger.warning("re-projected %s documents into %s", healed, projector.name)
+
+
+def run_segment(
+    projector: Projector,
+    segment: int = 0,
+    segments: int | None = None,
+    *,
+    time_budget: float | None = None,
+    batch_size: int | None = None,
+    ignore_backoff: bool = False,
+) -> RunResult:
+    """Project rows after the segment's checkpoint until caught up or out of time."""
+    segments = segments or config.segments(projector.name)
+    time_budget = config.run_time_budget() if time_budget is None else time_budget
+    batch_size = batch_size or config.batch_size()
+    result = RunResult()
+    with segment_lock(projector.name, segment, segments) as acquired:
+        if not acquired:
+            result.locked_out = True
+            return result
+        checkpoint = checkpoint_for(projector.name, segment, segments)
+        if (
+            not ignore_backoff
+            and checkpoint.retry_after is not None
+            and checkpoint.retry_after > timezone.now()
+        ):
+            result.backing_off = True
+            return result
+        if segment == 0:
+            try:
+                _heal_if_store_lost(projector, checkpoint)
+            except StoreUnavailable as exc:
+                # The store's first call of the run: a failure like a batch's (recorded,
+                # backed off), not one that leaves the checkpoint looking healthy.
+                metrics.PROJECTION_FAILURES.labels(projector.name, "store_unavailable").inc()
+                _save_failure(checkpoint, exc)
+                _announce(projector, checkpoint, segment, segments)
+                raise
+        started = time.monotonic()
+        had_errors = checkpoint.failures > 0
+        while True:
+            position = Position(checkpoint.xid, checkpoint.position)
+            batch = outbox.read_after(
+                position,
+                limit=batch_size,
+                aggregate_types=list(projector.consumes),
+                segment=(segment, segments) if segments > 1 else None,
+            )
+            reached = batch.checkpoint_after
+            try:
+                if batch.rows:
+                    try:
+                        _write(projector, batch.rows)
+                    except INFRASTRUCTURE_ERRORS:
+                        raise
+                    except Exception:
+                        logger.warning(
+                            "projector %s batch failed; trying its %s rows one by one",
+                            projector.name, len(batch.rows), exc_info=True,
+                        )
+                        done = _project_one_by_one(projector, batch.rows, result)
+                        reached = reached if batch.complete else done
+                    if had_errors:
+                        DeadLetter.objects.filter(
+                            projector=projector.name,
+                            status=DeadLetterStatus.RETRYING,
+                            outbox_position__in=[r.position for r in batch.rows],
+                        ).update(status=DeadLetterStatus.RESOLVED)
+            except (StoreUnavailable, RetryLater) as exc:
+                kind = "store_unavailable" if isinstance(exc, StoreUnavailable) else "row_failed"
+                metrics.PROJECTION_FAILURES.labels(projector.name, kind).inc()
+                if isinstance(exc, RetryLater) and exc.args[1] is not None:
+                    _save_progress(checkpoint, exc.args[1], 0)
+                _save_failure(checkpoint, exc)
+                _announce(projector, checkpoint, segment, segments)
+                raise
+            if reached != position or had_errors:
+                _save_progress(checkpoint, reached, len(batch.rows))
+                had_errors = False
+            _announce(projector, checkpoint, segment, segments)
+            result.rows += len(batch.rows)
+            result.batches += 1
+            if batch.complete:
+                result.complete = True
+                return result
+            if time.monotonic() - started > time_budget:
+                return result

@@ -1,0 +1,127 @@
+"""Where each projector segment stands, measured against PostgreSQL (the operator's view).
+
+Lag is the age of the oldest change not yet visible in the view (0 when caught up);
+rows behind counts the outbox rows after the checkpoint, including rows of committed
+transactions held back behind an older running one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from orders import outbox
+from orders.models import OutboxMessage
+from readmodels import config, projectors
+from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+
+
+@dataclass(frozen=True)
+class SegmentStatus:
+    projector: str
+    segment: int
+    segments: int
+    xid: int
+    position: int
+    rows_behind: int
+    lag_seconds: float
+    slo_seconds: float
+    last_success_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    failures: int
+    rows_projected: int
+    dead_letters: int
+
+    @property
+    def position_label(self) -> str:
+        if self.position == outbox.MAX_POSITION:
+            return f"every transaction below {self.xid + 1}"
+        return f"xid {self.xid}, row {self.position}"
+
+    @property
+    def breached(self) -> bool:
+        return self.lag_seconds > self.slo_seconds
+
+    @property
+    def state(self) -> str:
+        if self.breached:
+            return "breach"
+        if self.failures:
+            return "failing"
+        return "ok"
+
+
+def _behind(projector, checkpoint: Checkpoint) -> tuple[int, datetime | None]:
+    where = ["(xid, position) > (%s::text::xid8, %s)", "aggregate_type = ANY(%s)"]
+    params: list = [str(checkpoint.xid), checkpoint.position, list(projector.consumes)]
+    if checkpoint.segments > 1:
+        where.append(f"{outbox.segment_sql(checkpoint.segments)} = %s")
+        params.append(checkpoint.segment)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), min(created_at) FROM {OutboxMessage._meta.db_table} "
+            f"WHERE {' AND '.join(where)}",
+            params,
+        )
+        count, oldest = cursor.fetchone()
+    return count, oldest
+
+
+def segment_statuses() -> list[SegmentStatus]:
+    """One status per configured projector segment (a segment never run counts from zero)."""
+    now = timezone.now()
+    dead = {}
+    for name, count in (
+        DeadLetter.objects.filter(status=DeadLetterStatus.DEAD)
+        .values_list("projector")
+        .annotate(n=Count("id"))
+    ):
+        dead[name] = count
+    out = []
+    for name, projector in projectors.PROJECTORS.items():
+        segments = config.segments(name)
+        existing = {
+            c.segment: c for c in Checkpoint.objects.filter(projector=name, segments=segments)
+        }
+        for segment in range(segments):
+            checkpoint = existing.get(segment) or Checkpoint(
+                projector=name, segment=segment, segments=segments
+            )
+            rows, oldest = _behind(projector, checkpoint)
+            out.append(
+                SegmentStatus(
+                    projector=name,
+                    segment=segment,
+                    segments=segments,
+                    xid=checkpoint.xid,
+                    position=checkpoint.position,
+                    rows_behind=rows,
+                    lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+                    slo_seconds=config.slo_seconds(name),
+                    last_success_at=checkpoint.last_success_at,
+                    last_error=checkpoint.last_error,
+                    last_error_at=checkpoint.last_error_at,
+                    failures=checkpoint.failures,
+                    rows_projected=checkpoint.rows_projected,
+                    dead_letters=dead.get(name, 0),
+                )
+            )
+    return out
+
+
+def outbox_size() -> int:
+    with connection.cursor() as cursor:
+        # The planner's estimate: exact counts of a large outbox are too slow to scrape.
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [OutboxMessage._meta.db_table],
+        )
+        estimate = cursor.fetchone()[0]
+    if estimate is None or estimate < 100_000:
+        return OutboxMessage.objects.count()
+    return estimate

@@ -1,0 +1,232 @@
+"""Elasticsearch: the client, versioned indices behind aliases, version-gated bulk writes.
+
+Each read model lives in an index named `<namespace>_<model>_v<N>` behind the alias
+`<namespace>_<model>`; reads and writes go through the alias, so a rebuild can fill a
+new index and swap the alias atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import elastic_transport
+from django.conf import settings
+from elasticsearch import ApiError, Elasticsearch, helpers
+
+from readmodels import config
+from readmodels.stores import StoreUnavailable
+
+CONNECTION_ERRORS = (
+    elastic_transport.ConnectionError,
+    elastic_transport.ConnectionTimeout,
+    elastic_transport.TransportError,
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str, timeout: float) -> Elasticsearch:
+    return Elasticsearch(url, request_timeout=timeout, max_retries=0, retry_on_timeout=False)
+
+
+def client() -> Elasticsearch:
+    return _client(settings.ELASTICSEARCH_URL, config.store_timeout())
+
+
+def alias(model: str) -> str:
+    return f"{config.namespace()}_{model}"
+
+
+def index_name(model: str, generation: int) -> str:
+    return f"{alias(model)}_v{generation}"
+
+
+@dataclass(frozen=True)
+class Doc:
+    key: str
+    version: int
+    body: dict
+
+
+def ensure_index(model: str, mappings: dict, settings_: dict | None = None) -> str:
+    """Create the first versioned index and its alias unless the alias exists."""
+    es = client()
+    name = alias(model)
+    try:
+        if es.indices.exists_alias(name=name):
+            return next(iter(es.indices.get_alias(name=name)))
+        index = index_name(model, 1)
+        if not es.indices.exists(index=index):
+            es.indices.create(
+                index=index,
+                mappings=mappings,
+                settings=settings_ or {"number_of_shards": 1, "number_of_replicas": 0},
+            )
+        es.indices.update_aliases(actions=[{"add": {"index": index, "alias": name}}])
+        return index
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+
+
+@dataclass
+class BulkResult:
+    written: int
+    stale: int
+    # Document key -> error, for documents the store refused for their own reasons.
+    failed: dict[str, str]
+
+
+def bulk_write(model: str, docs: list[Doc], index: str | None = None) -> BulkResult:
+    """Index documents with external versioning, then refresh so they are searchable.
+
+    A version conflict means the store already holds this or a newer version (a
+    duplicate or a replay): that is success, never a step backwards.
+    """
+    if not docs:
+        return BulkResult(0, 0, {})
+    es = client()
+    target = index or alias(model)
+    actions = [
+        {
+            "_op_type": "index",
+            "_index": target,
+            "_id": doc.key,
+            "version": doc.version,
+            "version_type": "external",
+            "_source": doc.body,
+        }
+        for doc in docs
+    ]
+    written, stale, failed = 0, 0, {}
+    try:
+        # require_alias: writing to a missing alias must fail, not auto-create an index
+        # with guessed mappings under the alias's name.
+        for ok, item in helpers.streaming_bulk(
+            es,
+            actions,
+            raise_on_error=False,
+            raise_on_exception=True,
+            chunk_size=1000,
+            require_alias=index is None,
+        ):
+            result = item.get("index", {})
+            if ok:
+                written += 1
+            elif result.get("status") == 409:
+                stale += 1
+            elif result.get("status") == 404:
+                # The index or alias is gone: an operator's matter (setup_readmodels or a
+                # rebuild), never the rows' fault.
+                raise StoreUnavailable(f"Elasticsearch index missing: {result.get('error')}")
+            elif result.get("status") in (429, 502, 503, 504):
+                raise StoreUnavailable(f"Elasticsearch refused the bulk: {result.get('error')}")
+            else:
+                failed[str(result.get("_id"))] = str(result.get("error"))
+        # Searchable, not only stored, before anyone's checkpoint passes these rows.
+        es.indices.refresh(index=target)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    except ApiError as exc:
+        if exc.meta.status in (404, 429, 502, 503, 504):
+            raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise
+    return BulkResult(written, stale, failed)
+
+
+def get_versions(model: str, keys: list[str]) -> dict[str, int]:
+    """Return the stored version of each key that exists."""
+    if not keys:
+        return {}
+    try:
+        response = client().mget(index=alias(model), ids=keys, source=False)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    return {d["_id"]: d["_version"] for d in response["docs"] if d.get("found")}
+
+
+def search(model: str, **body):
+    try:
+        return client().search(index=alias(model), **body)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+
+
+def current_index(model: str) -> str | None:
+    try:
+        found = client().indices.get_alias(name=alias(model), ignore_unavailable=True)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    except ApiError as exc:
+        if exc.meta.status == 404:
+            return None
+        raise
+    return next(iter(found), None)
+
+
+def generation_of(index: str) -> int:
+    return int(index.rsplit("_v", 1)[1])
+
+
+def create_index(model: str, generation: int, mappings: dict) -> str:
+    """Create a versioned index (dropping a half-made one of the same name)."""
+    index = index_name(model, generation)
+    es = client()
+    try:
+        if not es.indices.exists(index=index):
+            es.indices.create(
+                index=index,
+                mappings=mappings,
+                settings={"number_of_shards": 1, "number_of_replicas": 0},
+            )
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    return index
+
+
+def swap_alias(model: str, new_index: str) -> str | None:
+    """Point the alias at new_index in one atomic request; return the old index."""
+    old = current_index(model)
+    actions = [{"add": {"index": new_index, "alias": alias(model)}}]
+    if old and old != new_index:
+        actions.insert(0, {"remove": {"index": old, "alias": alias(model)}})
+    try:
+        client().indices.update_aliases(actions=actions)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    return old
+
+
+def drop_index(index: str) -> None:
+    try:
+        client().indices.delete(index=index, ignore_unavailable=True)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+
+
+def iter_ids(model: str, batch_size: int = 1000):
+    """Yield the ids of every document in the view, in batches (scroll; no sort on _id)."""
+    try:
+        batch = []
+        for hit in helpers.scan(
+            client(), index=alias(model), query={"query": {"match_all": {}}}, _source=False,
+            size=batch_size,
+        ):
+            batch.append(hit["_id"])
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+
+
+def delete_ids(model: str, ids: list[str]) -> None:
+    if not ids:
+        return
+    actions = [{"_op_type": "delete", "_index": alias(model), "_id": i} for i in ids]
+    try:
+        helpers.bulk(client(), actions, raise_on_error=False)
+        client().indices.refresh(index=alias(model))
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc

@@ -1,0 +1,171 @@
+"""Redis: documents as JSON under a version, written with a compare-and-set script.
+
+A document is a hash {v: version, d: json} at `<namespace>:<model>:g<generation>:<key>`.
+The script writes only when the new version is higher, so duplicates, replays and
+reordering can never move a view backwards. The generation lets a rebuild fill a new
+key space and switch to it atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import redis
+from django.conf import settings
+
+from readmodels import config
+from readmodels.stores import StoreUnavailable
+
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+# KEYS[1] document key; ARGV[1] version; ARGV[2] JSON body.
+_CAS_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], 'v')
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+return 1
+"""
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str, timeout: float) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 2.0),
+        health_check_interval=30,
+    )
+
+
+def client() -> redis.Redis:
+    return _client(settings.REDIS_URL, config.store_timeout())
+
+
+@functools.lru_cache(maxsize=4)
+def _script(url: str, timeout: float):
+    return _client(url, timeout).register_script(_CAS_SCRIPT)
+
+
+def key_prefix(model: str) -> str:
+    return f"{config.namespace()}:{model}"
+
+
+def generation(model: str) -> int:
+    try:
+        value = client().get(f"{key_prefix(model)}:generation")
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+    return int(value) if value else 1
+
+
+def doc_key(model: str, key: str, gen: int | None = None) -> str:
+    return f"{key_prefix(model)}:g{gen or generation(model)}:{key}"
+
+
+def write_documents(model: str, docs, gen: int | None = None) -> tuple[int, int]:
+    """Compare-and-set each document; return (written, stale)."""
+    if not docs:
+        return 0, 0
+    gen = gen or generation(model)
+    script = _script(settings.REDIS_URL, config.store_timeout())
+    try:
+        pipe = client().pipeline(transaction=False)
+        for doc in docs:
+            script(
+                keys=[doc_key(model, doc.key, gen)],
+                args=[doc.version, json.dumps(doc.body, separators=(",", ":"), default=str)],
+                client=pipe,
+            )
+        results = pipe.execute()
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+    written = sum(1 for r in results if r == 1)
+    return written, len(results) - written
+
+
+def read_document(model: str, key: str) -> tuple[int, dict] | None:
+    """Return (version, body) of a document, or None if there is none."""
+    try:
+        found = client().hmget(doc_key(model, key), ["v", "d"])
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+    if found[0] is None:
+        return None
+    return int(found[0]), json.loads(found[1])
+
+
+def read_versions(model: str, keys: list[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    gen = generation(model)
+    try:
+        pipe = client().pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(doc_key(model, key, gen), "v")
+        values = pipe.execute()
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+    return {k: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+
+def set_generation(model: str, gen: int) -> None:
+    try:
+        client().set(f"{key_prefix(model)}:generation", gen)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+
+
+def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
+    """Yield the document keys of a generation, in batches."""
+    prefix = doc_key(model, "", gen)
+    try:
+        batch = []
+        for raw in client().scan_iter(match=f"{prefix}*", count=batch_size):
+            batch.append(raw.decode()[len(prefix):])
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+
+
+def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
+    if not keys:
+        return
+    gen = gen or generation(model)
+    try:
+        client().delete(*[doc_key(model, k, gen) for k in keys])
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+
+
+def drop_generation(model: str, gen: int) -> int:
+    dropped = 0
+    for keys in iter_keys(model, gen):
+        delete_keys(model, keys, gen)
+        dropped += len(keys)
+    return dropped
+
+
+def _marker(model: str) -> str:
+    return f"{key_prefix(model)}:populated"
+
+
+def mark_populated(model: str) -> None:
+    try:
+        client().set(_marker(model), 1)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+
+
+def lost_data(model: str) -> bool:
+    """True when the view's marker is gone: Redis restarted empty or was flushed."""
+    try:
+        return not client().exists(_marker(model))
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
