@@ -1,0 +1,406 @@
+"""A whole throwaway shop for fault tests: its own servers, processes and clients.
+
+Every scenario gets a PostgreSQL cluster made by initdb in a temporary directory, a
+redis-server (broker and views) and the Elasticsearch-compatible dev server on free
+ports, the web app (uvicorn), Celery workers and beat as real processes. Faults are
+injected for real by stopping, killing and restarting those; the machine's shared
+servers are never touched.
+"""
+
+from __future__ import annotations
+
+import glob
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not candidates:
+        raise AssertionError(f"PostgreSQL's {name} is not installed")
+    return candidates[-1]
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    # initdb and the server refuse to run as root.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+class Postgres:
+    def __init__(self, root: Path):
+        self.data = root / "pg-data"
+        self.sockets = root / "pg-sockets"
+        self.log = root / "pg.log"
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/shop"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres_user([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                               "-w", "-t", "60", *args]),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        if not self.data.exists():
+            for path in (self.data, self.sockets):
+                path.mkdir(parents=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.data.parent, "postgres")
+                for path in (self.data, self.sockets):
+                    shutil.chown(path, "postgres")
+                self.log.touch()
+                shutil.chown(self.log, "postgres")
+            subprocess.run(
+                _as_postgres_user([_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
+                                   "-A", "trust", "--no-sync", "-E", "UTF8"]),
+                check=True, stdout=subprocess.DEVNULL,
+            )
+        self._ctl("-o", f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off", "start")
+        with psycopg.connect(f"postgres://postgres@127.0.0.1:{self.port}/postgres",
+                             autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname='shop'").fetchone():
+                conn.execute("CREATE DATABASE shop")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+    def restart(self) -> None:
+        self._ctl("-m", "fast", "-o", f"-p {self.port} -k {self.sockets} "
+                  "-c listen_addresses=127.0.0.1 -c fsync=off", "restart")
+
+    def connect(self):
+        return psycopg.connect(self.url, autocommit=True)
+
+
+class Redis:
+    def __init__(self, root: Path):
+        self.port = free_port()
+        self.dir = root / "redis"
+        self.dir.mkdir()
+        self.process = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: port_answers(self.port), 20, "redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+
+class Elasticsearch:
+    def __init__(self, root: Path):
+        self.port = free_port()
+        self.data = root / "es-data"
+        self.log = root / "es.log"
+        self.process = None
+
+    def start(self) -> None:
+        binary = VENV_BIN / "noida-db"
+        self.process = subprocess.Popen(
+            [str(binary if binary.exists() else "noida-db"), "start", "--only", "elasticsearch",
+             "--host", "127.0.0.1", "--elasticsearch-port", str(self.port),
+             "--data-dir", str(self.data)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for(lambda: port_answers(self.port), 30, "the ES dev server did not start")
+
+    def stop(self) -> None:
+        # SIGINT: it saves its state on the way out.
+        os.killpg(self.process.pid, signal.SIGINT)
+        self.process.wait(30)
+
+
+@dataclass
+class Ledger:
+    """What the clients were told: the effects the shop must show, exactly once."""
+
+    orders: dict[str, dict] = field(default_factory=dict)  # order id -> {customer, product, qty}
+    paid: set[str] = field(default_factory=set)
+    top_ups: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    refused: int = 0
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Stack:
+    def __init__(self, **settings_env: str):
+        self.root = Path(tempfile.mkdtemp(prefix="shop-faults-"))
+        self.pg = Postgres(self.root)
+        self.redis = Redis(self.root)
+        self.es = Elasticsearch(self.root)
+        self.web_port = free_port()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.settings_env = settings_env
+        self.token = None
+        self.customers: list[int] = []
+        self.products: dict[int, int] = {}  # id -> initial stock
+        self.initial_balance = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TEST_RUN_ID",))},
+            "DJANGO_SETTINGS_MODULE": "shop.settings",
+            "DJANGO_DEBUG": "true",
+            "DATABASE_URL": self.pg.url,
+            "DATABASE_CONN_MAX_AGE": "60",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/1",
+            "ELASTICSEARCH_URL": f"http://127.0.0.1:{self.es.port}",
+            "READMODELS_NAMESPACE": "shop",
+            "LOG_LEVEL": "WARNING",
+            **self.settings_env,
+        }
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=self.env,
+            check=check, capture_output=True, text=True, timeout=300,
+        )
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log = open(self.root / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_worker(self, name: str = "worker") -> None:
+        self._spawn(name, [str(VENV_BIN / "celery"), "-A", "shop", "worker", "--pool=threads",
+                           "--concurrency=4", f"--hostname={name}@%h", "--without-mingle",
+                           "--without-gossip", "--loglevel=WARNING"])
+
+    def kill(self, name: str, sig=signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, sig)
+        process.wait(30)
+
+    def log_of(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def start(self, workers: int = 1) -> Stack:
+        self.pg.start()
+        self.redis.start()
+        self.es.start()
+        self.manage("migrate", "--noinput")
+        self.manage("setup_readmodels")
+        self.manage("createsuperuser", "--noinput", "--username", "ops", "--email", "o@x.io")
+        self.token = self.manage("drf_create_token", "ops").stdout.split()[2]
+        self._spawn("web", [str(VENV_BIN / "uvicorn"), "shop.asgi:application", "--port",
+                            str(self.web_port), "--log-level", "warning"])
+        for n in range(workers):
+            self.start_worker(f"worker{n}")
+        self._spawn("beat", [str(VENV_BIN / "celery"), "-A", "shop", "beat", "--loglevel=INFO",
+                             f"--schedule={self.root / 'beat-schedule'}"])
+        wait_for(lambda: port_answers(self.web_port), 60, "the web server did not start")
+        return self
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            try:
+                self.kill(name, signal.SIGTERM)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        for server in (self.es, self.redis):
+            try:
+                server.stop()
+            except Exception:  # noqa: BLE001 - cleaning up after a test
+                pass
+        try:
+            self.pg.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- the client side ---------------------------------------------------------
+
+    def call(self, method: str, path: str, body=None, key: str | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=30)
+        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
+        if key:
+            headers["Idempotency-Key"] = key
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, (json.loads(data) if data[:1] == b"{" else None)
+        finally:
+            conn.close()
+
+    def command(self, ledger: Ledger, method: str, path: str, body=None, deadline: float = 120):
+        """Send a command until it gets an answer, retrying with the same Idempotency-Key."""
+        key = str(uuid.uuid4())
+        give_up = time.monotonic() + deadline
+        while True:
+            try:
+                status, data = self.call(method, path, body, key)
+                if status < 500:
+                    return status, data
+            except (OSError, http.client.HTTPException):
+                pass
+            if time.monotonic() > give_up:
+                raise AssertionError(f"{method} {path} got no answer within {deadline} s")
+            with ledger.lock:
+                ledger.retries += 1
+            time.sleep(0.2)
+
+    def seed(self, customers: int = 6, products: int = 4, balance: int = 10_000_000) -> None:
+        ledger = Ledger()
+        self.initial_balance = balance
+        for n in range(customers):
+            _, data = self.command(ledger, "POST", "/api/customers",
+                                   {"email": f"c{n}@example.com", "name": f"Customer {n}"})
+            self.customers.append(data["id"])
+            self.command(ledger, "POST", f"/api/customers/{data['id']}/top-ups",
+                         {"amount_cents": balance})
+        for n in range(products):
+            _, data = self.command(ledger, "POST", "/api/products",
+                                   {"sku": f"P-{n}", "name": f"Product {n}", "category": "c",
+                                    "price_cents": 100 + n, "stock": 1_000_000})
+            self.products[data["id"]] = 1_000_000
+
+    def client_loop(self, ledger: Ledger, stop: threading.Event, seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            customer = rng.choice(self.customers)
+            product = rng.choice(list(self.products))
+            quantity = rng.randint(1, 3)
+            status, order = self.command(
+                ledger, "POST", "/api/orders",
+                {"customer_id": customer, "lines": [{"product_id": product, "quantity": quantity}]},
+            )
+            if status != 201:
+                with ledger.lock:
+                    ledger.refused += 1
+                continue
+            with ledger.lock:
+                ledger.orders[order["id"]] = {"customer": customer, "product": product,
+                                              "quantity": quantity, "total": order["total_cents"]}
+            if rng.random() < 0.6:
+                status, _ = self.command(ledger, "POST", f"/api/orders/{order['id']}/pay")
+                if status == 200:
+                    with ledger.lock:
+                        ledger.paid.add(order["id"])
+            if rng.random() < 0.2:
+                status, _ = self.command(ledger, "POST", f"/api/customers/{customer}/top-ups",
+                                         {"amount_cents": 500})
+                if status == 200:
+                    with ledger.lock:
+                        ledger.top_ups[customer] += 500
+
+    def run_clients(self, ledger: Ledger, threads: int = 4):
+        stop = threading.Event()
+        workers = [threading.Thread(target=self.client_loop, args=(ledger, stop, n), daemon=True)
+                   for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        return stop, workers
+
+    # -- the checks --------------------------------------------------------------
+
+    def status(self) -> list[dict]:
+        result = self.manage("projections", "status", "--json", check=False)
+        return json.loads(result.stdout)
+
+    def wait_until_projected(self, timeout: float = 120) -> None:
+        def caught_up():
+            try:
+                return all(row["rows_behind"] == 0 for row in self.status())
+            except (json.JSONDecodeError, KeyError):
+                return False
+
+        try:
+            wait_for(caught_up, timeout, "the projectors did not catch up")
+        except AssertionError as exc:
+            logs = {name: self.log_of(name)[-3000:] for name in self.processes}
+            raise AssertionError(f"{exc}\nstatus: {self.status()}\nlogs: {logs}") from None
+
+    def assert_views_equal_write_model(self) -> None:
+        result = self.manage("projections", "reconcile", "--all", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def assert_ledger(self, ledger: Ledger) -> None:
+        """Every acknowledged effect is there exactly once; nothing else is."""
+        with self.pg.connect() as conn:
+            orders = {
+                str(r[0]): r[1:]
+                for r in conn.execute("SELECT id, customer_id, status, total_cents FROM orders_order")
+            }
+            assert set(orders) == set(ledger.orders), "orders lost or created twice"
+            charges = conn.execute(
+                "SELECT order_id::text, count(*) FROM orders_payment WHERE kind='charge' "
+                "GROUP BY order_id").fetchall()
+            assert {o for o, n in charges} == ledger.paid
+            assert all(n == 1 for _, n in charges)
+            for order_id, (_, status, _) in orders.items():
+                assert status == ("paid" if order_id in ledger.paid else "pending")
+            for customer in self.customers:
+                spent = sum(o["total"] for oid, o in ledger.orders.items()
+                            if o["customer"] == customer and oid in ledger.paid)
+                balance = conn.execute("SELECT balance_cents FROM orders_customer WHERE id=%s",
+                                       [customer]).fetchone()[0]
+                assert balance == self.initial_balance + ledger.top_ups[customer] - spent
+            for product, initial in self.products.items():
+                sold = sum(o["quantity"] for o in ledger.orders.values() if o["product"] == product)
+                stock = conn.execute("SELECT stock FROM orders_product WHERE id=%s",
+                                     [product]).fetchone()[0]
+                assert stock == initial - sold
+            rows = conn.execute("SELECT count(*) FROM orders_outboxmessage").fetchone()[0]
+            assert rows > 0

@@ -1,0 +1,258 @@
+"""Real server and worker processes that a fault test owns: start them, stop them, kill them.
+
+A test that stops a server starts its own throwaway instance (redis-server or the
+Elasticsearch-compatible dev server on a free port, data in a temporary directory) and
+never touches the machine's shared ones. Celery workers run as subprocesses on this
+test run's database, namespace and broker, so that they can be killed for real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (nothing will, unless someone starts it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what}: the process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def _stop_group(process: subprocess.Popen | None, sig: int, timeout: float) -> None:
+    """Send `sig` to the process group started for `process`, and reap it."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
+class ThrowawayRedis:
+    """A redis-server without persistence: a restart brings it back EMPTY."""
+
+    def __init__(self, directory: Path):
+        self.port = free_port()
+        self.dir = directory
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait(lambda: port_answers(self.port), 20, "redis-server did not start", self.process)
+
+    def stop(self) -> None:
+        _stop_group(self.process, signal.SIGTERM, 20)
+        self.process = None
+        _wait(lambda: not port_answers(self.port), 10, "redis-server did not stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def throwaway_redis():
+    """A redis-server of this test's own on a free port; stopped (and its dir removed) after."""
+    directory = Path(tempfile.mkdtemp(prefix="throwaway-redis-"))
+    server = ThrowawayRedis(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        _stop_group(server.process, signal.SIGKILL, 10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class ThrowawayElasticsearch:
+    """The Elasticsearch-compatible dev server (noida-db) on a free port."""
+
+    def __init__(self, directory: Path):
+        self.port = free_port()
+        self.dir = directory
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = VENV_BIN / "noida-db"
+        log = open(self.dir / "es.log", "ab")
+        self.process = subprocess.Popen(
+            [str(binary if binary.exists() else "noida-db"), "start", "--only", "elasticsearch",
+             "--host", "127.0.0.1", "--elasticsearch-port", str(self.port),
+             "--data-dir", str(self.dir / "data")],
+            cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        _wait(lambda: http_ok(self.url + "/"), 30, "the ES dev server did not answer 200",
+              self.process)
+
+    def stop(self) -> None:
+        # SIGINT, not SIGKILL: the dev server saves its state on the way out.
+        _stop_group(self.process, signal.SIGINT, 30)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def throwaway_elasticsearch():
+    directory = Path(tempfile.mkdtemp(prefix="throwaway-es-"))
+    server = ThrowawayElasticsearch(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        _stop_group(server.process, signal.SIGINT, 30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class WorkerProcess:
+    """A `celery -A shop worker` subprocess in a process group of its own."""
+
+    def __init__(self, process: subprocess.Popen, log_path: Path, name: str):
+        self.process = process
+        self.log_path = log_path
+        self.name = name
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once: no shutdown, no acks."""
+        _stop_group(self.process, signal.SIGKILL, 30)
+
+    def terminate(self, timeout: float = 30) -> None:
+        """A warm shutdown (SIGTERM); SIGKILL if it does not end in time."""
+        _stop_group(self.process, signal.SIGTERM, timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        _wait(lambda: " ready." in self.log(), timeout,
+              f"celery worker {self.name} did not report ready\n{self.log()[-3000:]}",
+              self.process)
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    """The environment of a process that works on this test's database and namespace."""
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    user = db["USER"] or "postgres"
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    env = {
+        **os.environ,  # TEST_RUN_ID and READMODELS_NAMESPACE: this run's names
+        "DJANGO_SETTINGS_MODULE": "shop.settings_test",
+        "DJANGO_DEBUG": "true",
+        # The database pytest-django made for this run (test_shop_<run id>), not `shop`.
+        "DATABASE_URL": f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "ELASTICSEARCH_URL": settings.ELASTICSEARCH_URL,
+        # The broker stays where this process sends tasks, even if REDIS_URL moves.
+        "CELERY_BROKER_URL_TEST": settings.CELERY_BROKER_URL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+@contextmanager
+def celery_worker_process(
+    name: str = "worker", *, pool: str = "prefork", concurrency: int = 1, ready: bool = True,
+    **env_overrides: str,
+):
+    """A Celery worker subprocess on this run's broker queue; terminated (or killed) after.
+
+    `env_overrides` are environment variables of the worker (READMODELS_BATCH_SIZE,
+    SEGMENTS_*, REDIS_URL, ELASTICSEARCH_URL, ...).
+    """
+    log_dir = Path(tempfile.mkdtemp(prefix=f"celery-{name}-"))
+    log_path = log_dir / "worker.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "shop", "worker", f"--pool={pool}",
+        "-Q", "celery", "--without-mingle", "--without-gossip", "--loglevel=INFO",
+        f"--hostname={name}@%h",
+    ]
+    if pool != "solo":
+        command.append(f"--concurrency={concurrency}")
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=worker_env(**env_overrides), stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    worker = WorkerProcess(process, log_path, name)
+    try:
+        if ready:
+            worker.wait_ready()
+        yield worker
+    finally:
+        worker.terminate(timeout=20)
+        shutil.rmtree(log_dir, ignore_errors=True)

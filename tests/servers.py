@@ -1,0 +1,62 @@
+"""A real ASGI server process for tests that need one (HTTP clients, streams, fuzzing)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import connection
+
+from tests.readside import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def uvicorn_server(**env_overrides):
+    """uvicorn serving shop.asgi on the test database and this run's namespace; yields the port."""
+    port = free_port()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "shop.settings_test",
+        # Production behaviour (JSON error pages, no debug pages).
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "test-only-secret-key-for-the-server-process-0123456789",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}",
+        **env_overrides,
+    }
+    log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "shop.asgi:application", "--port", str(port),
+         "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: _answers(port), timeout=30, message="uvicorn did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+        os.unlink(log.name)

@@ -1,0 +1,299 @@
+"""Projection under real faults: a store that does not answer, a Redis that comes back
+empty, a worker killed mid-batch, and a row no projector can handle.
+
+Every fault is real (a closed port, a redis-server of the test's own stopped and
+started again, a worker process killed with SIGKILL, a corrupt outbox row in the
+database), and every test ends with the reconcile check: each affected view equals
+the documents rebuilt from PostgreSQL now.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from orders import commands
+from orders.models import Order, OutboxMessage
+from orders.outbox import Position
+from readmodels import progress, projectors, runner, tasks
+from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+from readmodels.stores import StoreUnavailable, redis_store
+from tests.processes import celery_worker_process, free_port, throwaway_redis
+from tests.readside import (
+    all_segments_cover,
+    assert_views_fresh,
+    checkpoint_position,
+    newest_committed,
+    project_all,
+    redis_docs,
+    view_docs,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
+
+ES_MODELS = ("orders_search", "products_search")
+REDIS_MODELS = ("order_summary", "customer_dashboard")
+
+
+def _place(customer, product, quantity: int = 1) -> Order:
+    return commands.place_order(
+        customer_id=customer.pk,
+        lines=[commands.LineRequest(product_id=product.pk, quantity=quantity)],
+    ).value
+
+
+def _run(name: str, **kwargs) -> runner.RunResult:
+    return runner.run_segment(projectors.get(name), ignore_backoff=True, **kwargs)
+
+
+def _run_to_completion(name: str) -> runner.RunResult:
+    while True:
+        result = _run(name)
+        if result.complete:
+            return result
+
+
+def _last_row_of(order: Order) -> Position:
+    row = OutboxMessage.objects.filter(aggregate_id=str(order.pk)).order_by("xid", "position")
+    last = row.last()
+    return Position(last.xid, last.position)
+
+
+def _checkpoint(name: str) -> Checkpoint:
+    return Checkpoint.objects.get(projector=name, segment=0, segments=1)
+
+
+def test_elasticsearch_unreachable_for_a_while(read_models, settings, make_customer, make_product):
+    """ES answers nothing (a closed port): its projectors keep their checkpoints and back
+    off, the Redis views go on; when ES is back, everything converges, nothing is lost."""
+    product = make_product(stock=1000, name="Copper Pot")
+    customers = [make_customer(balance_cents=100_000) for _ in range(3)]
+    orders = [_place(customer, product) for customer in customers]
+    project_all()
+    assert_views_fresh(*ES_MODELS, *REDIS_MODELS)
+    before = {name: checkpoint_position(name) for name in ES_MODELS}
+
+    real_url = settings.ELASTICSEARCH_URL
+    settings.ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for customer in customers:
+        _place(customer, product, 2)
+    commands.pay_order(order_id=orders[0].pk)
+    commands.cancel_order(order_id=orders[1].pk)
+    commands.update_customer(customer_id=customers[2].pk, name="Renamed While ES Was Down")
+    commands.update_product(product_id=product.pk, name="Copper Saucepan")
+    target = newest_committed()
+
+    for name in ES_MODELS:
+        for attempt in (1, 2):
+            with pytest.raises(StoreUnavailable, match="Elasticsearch"):
+                _run(name)
+            checkpoint = _checkpoint(name)
+            # Not one step past rows that are not in the view.
+            assert Position(checkpoint.xid, checkpoint.position) == before[name]
+            assert not Position(checkpoint.xid, checkpoint.position).covers(target)
+            assert checkpoint.failures == attempt
+            assert "Elasticsearch" in checkpoint.last_error
+            assert checkpoint.last_error_at is not None
+            assert checkpoint.retry_after > timezone.now()
+        # Within its backoff a run does not even try.
+        backing_off = runner.run_segment(projectors.get(name))
+        assert backing_off.backing_off and backing_off.rows == 0
+
+    # The Redis views do not wait for Elasticsearch.
+    for name in REDIS_MODELS:
+        _run_to_completion(name)
+        assert checkpoint_position(name).covers(target)
+    assert_views_fresh(*REDIS_MODELS)
+
+    settings.ELASTICSEARCH_URL = real_url
+    project_all()
+    for name in ES_MODELS:
+        checkpoint = _checkpoint(name)
+        assert Position(checkpoint.xid, checkpoint.position).covers(target)
+        assert checkpoint.failures == 0 and checkpoint.retry_after is None
+    assert_views_fresh(*ES_MODELS, *REDIS_MODELS)
+    renamed = view_docs("orders_search")[f"{orders[2].pk}"][1]
+    assert renamed["customer_name"] == "Renamed While ES Was Down"
+    assert not DeadLetter.objects.exists()
+
+
+def test_redis_restarted_empty(read_models, settings, make_customer, make_product):
+    """A redis-server without persistence stopped during writes, then started EMPTY.
+
+    While it is down the Redis projectors fail with StoreUnavailable and keep their
+    checkpoints. It comes back with nothing: every document, the populated marker, the
+    progress reports (readers see "not reported" until the next batch), wake-up flags
+    and the newest-commit marks. The checkpoints in PostgreSQL still say those documents
+    are there, so replaying the outbox from them alone would leave every aggregate not
+    changed since the restart missing. What repairs it: segment 0's run notices the
+    marker is gone and re-projects every aggregate from PostgreSQL before carrying on
+    (runner._heal_if_store_lost), so no manual rebuild is needed.
+    """
+    broker = settings.CELERY_BROKER_URL
+    with throwaway_redis() as redis_server:
+        settings.REDIS_URL = redis_server.url
+        # Only the views move to the throwaway server; the broker stays on the shared one.
+        assert settings.CELERY_BROKER_URL == broker
+        assert f":{redis_server.port}/" not in broker
+        product = make_product(stock=1000)
+        customers = [make_customer(balance_cents=100_000) for _ in range(4)]
+        orders = [_place(customer, product) for customer in customers for _ in range(2)]
+        project_all()
+        assert_views_fresh(*REDIS_MODELS)
+        before = {name: checkpoint_position(name) for name in REDIS_MODELS}
+        untouched = orders[1]  # not changed again after the restart
+
+        redis_server.stop()
+        commands.pay_order(order_id=orders[0].pk)
+        written_while_down = _place(customers[0], product, 3)
+        target = newest_committed()
+        for name in REDIS_MODELS:
+            with pytest.raises(StoreUnavailable, match="Redis"):
+                _run(name)
+            checkpoint = _checkpoint(name)
+            assert Position(checkpoint.xid, checkpoint.position) == before[name]
+            assert checkpoint.failures == 1 and "Redis" in checkpoint.last_error
+        # Elasticsearch views carry on; only their progress announcement is skipped.
+        for name in ES_MODELS:
+            _run_to_completion(name)
+            assert checkpoint_position(name).covers(target)
+
+        redis_server.start()  # same port, no data
+        for name in REDIS_MODELS:
+            assert redis_docs(name) == {}, "a restarted Redis without persistence is empty"
+            assert redis_store.lost_data(name)
+            assert not progress.state(name).reported
+        # Writes after the restart.
+        commands.pay_order(order_id=orders[2].pk)
+        written_after = _place(customers[3], product, 1)
+
+        project_all()
+        for name in REDIS_MODELS:
+            checkpoint = _checkpoint(name)
+            assert Position(checkpoint.xid, checkpoint.position).covers(newest_committed())
+            assert checkpoint.failures == 0
+            assert not redis_store.lost_data(name)
+            assert progress.state(name).reported
+        assert_views_fresh(*REDIS_MODELS, *ES_MODELS)
+        summaries = redis_docs("order_summary")
+        for order in (untouched, written_while_down, written_after, orders[0], orders[2]):
+            order.refresh_from_db()
+            assert summaries[str(order.pk)][0] == order.version
+        assert not DeadLetter.objects.exists()
+
+
+def test_worker_killed_mid_batch(read_models, make_customer, make_product):
+    """A worker process SIGKILLed while it works through a backlog in small batches: a
+    new worker picks up from the checkpoints; replayed rows converge, none is lost."""
+    from shop.celery import app
+
+    app.control.purge()
+    product = make_product(stock=100_000)
+    customers = [make_customer(balance_cents=10_000_000) for _ in range(10)]
+    orders = [_place(customers[i % len(customers)], product) for i in range(200)]
+    for order in orders[::7]:
+        commands.pay_order(order_id=order.pk)
+    target = newest_committed()
+    # The wake-ups queued while no worker ran: drop them, the sweep starts the work.
+    app.control.purge()
+
+    def moved_but_not_finished():
+        return [
+            c for c in Checkpoint.objects.filter(rows_projected__gt=0)
+            if not Position(c.xid, c.position).covers(target)
+        ]
+
+    with celery_worker_process("victim", READMODELS_BATCH_SIZE="5") as victim:
+        tasks.sweep.delay()
+        try:
+            wait_until(moved_but_not_finished, timeout=60, interval=0.005)
+        except AssertionError:
+            raise AssertionError(f"no checkpoint moved\n{victim.log()[-3000:]}") from None
+        victim.kill()
+        assert not victim.alive()
+    halfway = moved_but_not_finished()
+    assert halfway, "the worker finished before it was killed: nothing was interrupted"
+    assert not all_segments_cover(target)
+
+    # The worker that takes over (a restarted one, or another) uses full-size batches.
+    with celery_worker_process("rescuer") as rescuer:
+        deadline = time.monotonic() + 90
+        while not all_segments_cover(target):
+            assert rescuer.alive(), rescuer.log()[-3000:]
+            assert time.monotonic() < deadline, f"did not catch up\n{rescuer.log()[-3000:]}"
+            tasks.sweep.delay()  # what beat does every second
+            time.sleep(0.5)
+    for checkpoint in halfway:
+        assert checkpoint_position(checkpoint.projector).covers(target)
+    assert_views_fresh()
+    summaries = redis_docs("order_summary")
+    assert len(summaries) == Order.objects.count() == 200
+    for order_id, version in Order.objects.values_list("pk", "version"):
+        assert summaries[str(order_id)][0] == version
+    assert not DeadLetter.objects.exists()
+
+
+def test_poison_row_is_retried_then_set_aside(read_models, settings, make_customer, make_product):
+    """A corrupt outbox row among good ones: retried a bounded number of times (the rows
+    before it are projected meanwhile), then a dead letter, and the projector moves on."""
+    settings.READMODELS = {**settings.READMODELS, "POISON_MAX_ATTEMPTS": 3}
+    product = make_product(stock=1000)
+    customer = make_customer(balance_cents=1_000_000)
+    before = [_place(customer, product) for _ in range(3)]
+    poison = OutboxMessage.objects.create(
+        aggregate_type="order", aggregate_id="not-a-uuid", aggregate_version=1,
+        event_type="OrderPlaced", partition_key="1", payload={},
+    )
+    poison.refresh_from_db()
+    poison_at = Position(poison.xid, poison.position)
+    after = [_place(customer, product) for _ in range(3)]
+    commands.pay_order(order_id=before[0].pk)  # a later change to a key seen before
+    target = newest_committed()
+
+    failing = ("order_summary", "orders_search")
+    for name in failing:
+        projector = projectors.get(name)
+        for attempt in (1, 2):
+            with pytest.raises(runner.RetryLater):
+                _run(name)
+            letter = DeadLetter.objects.get(projector=name, outbox_position=poison.position)
+            assert letter.attempts == attempt
+            assert letter.status == DeadLetterStatus.RETRYING
+            checkpoint = _checkpoint(name)
+            at = Position(checkpoint.xid, checkpoint.position)
+            # Stopped right before the poison row: everything before it is visible.
+            assert at.covers(_last_row_of(before[-1])) and not at.covers(poison_at)
+            assert checkpoint.failures == attempt
+            assert "RetryLater" in checkpoint.last_error
+            versions = projector.stored_versions([str(o.pk) for o in before + after])
+            assert {str(o.pk) for o in before} <= set(versions)
+            assert not {str(o.pk) for o in after} & set(versions)
+
+        result = _run_to_completion(name)
+        letter = DeadLetter.objects.get(projector=name, outbox_position=poison.position)
+        assert letter.status == DeadLetterStatus.DEAD
+        assert letter.attempts == 3
+        assert "ValueError" in letter.error
+        assert letter.aggregate_id == "not-a-uuid" and letter.event_type == "OrderPlaced"
+        assert result.dead_lettered == 1
+        checkpoint = _checkpoint(name)
+        assert Position(checkpoint.xid, checkpoint.position).covers(target)
+        assert checkpoint.failures == 0
+
+    # customer_dashboard consumes "order" rows too but keys them by partition key ("1":
+    # a customer id), so the row is no poison to it: it rebuilds customer 1's dashboard
+    # (if there is such a customer) and moves on.
+    result = _run_to_completion("customer_dashboard")
+    assert result.dead_lettered == 0
+    project_all()
+    assert set(DeadLetter.objects.values_list("projector", "outbox_position", "status")) == {
+        (name, poison.position, DeadLetterStatus.DEAD) for name in failing
+    }
+    assert_views_fresh()  # nothing lost: every good row before and after it is visible
+    summaries = redis_docs("order_summary")
+    for order in before + after:
+        order.refresh_from_db()
+        assert summaries[str(order.pk)][0] == order.version

@@ -1,0 +1,111 @@
+"""Reconcile finds exactly what was corrupted in each view, and repairs exactly that."""
+
+import json
+
+import pytest
+
+from orders import commands
+from readmodels import projectors, reconcile
+from readmodels.models import ReconcileRun
+from readmodels.stores import es, redis_store
+from tests.readside import fresh_docs, project_all, view_docs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def shop_with_views(read_models, make_customer, make_product, make_order):
+    customers = [make_customer(balance_cents=100_000) for _ in range(3)]
+    products = [make_product() for _ in range(4)]
+    orders = [make_order(customer=c, lines=[(p, 1)]) for c in customers for p in products[:2]]
+    commands.pay_order(order_id=orders[0].pk)
+    project_all()
+    return customers, products, orders
+
+
+def _corrupt_redis(name: str, keys: list[str]) -> dict[str, str]:
+    """Delete one document, wind one back a version, add one that should not exist."""
+    client = redis_store.client()
+    deleted, old = keys[0], keys[1]
+    client.delete(redis_store.doc_key(name, deleted))
+    client.hset(redis_store.doc_key(name, old), "v", 0)
+    stray = "999999999" if name == "customer_dashboard" else "00000000-0000-0000-0000-000000000000"
+    client.hset(redis_store.doc_key(name, stray), mapping={"v": 5, "d": json.dumps({})})
+    return {"missing": deleted, "behind": old, "stray": stray}
+
+
+def _corrupt_es(name: str, keys: list[str]) -> dict[str, str]:
+    store = es.client()
+    target = es.alias(name)
+    deleted, old = keys[0], keys[1]
+    store.delete(index=target, id=deleted)
+    source = store.get(index=target, id=old)["_source"]
+    # An older version of the document, as if a write had been lost.
+    store.delete(index=target, id=old)
+    store.index(index=target, id=old, document=source, version=1, version_type="external")
+    stray = "999999999" if name == "products_search" else "00000000-0000-0000-0000-000000000000"
+    stray_doc = dict(source)
+    store.index(index=target, id=stray, document=stray_doc, version=7, version_type="external")
+    store.indices.refresh(index=target)
+    return {"missing": deleted, "behind": old, "stray": stray}
+
+
+@pytest.mark.parametrize(
+    "name", ["order_summary", "customer_dashboard", "orders_search", "products_search"]
+)
+def test_reconcile_finds_and_repairs_exactly_the_corruption(shop_with_views, name):
+    projector = projectors.get(name)
+    assert view_docs(name) == fresh_docs(name)
+    keys = sorted(fresh_docs(name))
+    corrupted = (
+        _corrupt_es(name, keys) if projector.store == "elasticsearch" else _corrupt_redis(name, keys)
+    )
+
+    report = reconcile.reconcile(name)
+    assert report.missing == [corrupted["missing"]]
+    assert report.behind == [corrupted["behind"]]
+    assert report.stray == [corrupted["stray"]]
+    assert report.ahead == []
+    assert report.repaired == 0
+    assert view_docs(name) != fresh_docs(name)
+
+    repaired = reconcile.reconcile(name, repair=True)
+    assert repaired.repaired == 3
+    assert view_docs(name) == fresh_docs(name)
+    clean = reconcile.reconcile(name)
+    assert clean.differences == 0
+    assert ReconcileRun.objects.filter(projector=name).count() == 3
+    assert reconcile.last_result(name).missing == 0
+
+
+def test_reconcile_command_exit_code_says_if_views_differ(shop_with_views):
+    from django.core.management import call_command
+
+    redis_store.client().delete(
+        redis_store.doc_key("order_summary", str(shop_with_views[2][0].pk))
+    )
+    with pytest.raises(SystemExit) as exited:
+        call_command("projections", "reconcile", "order_summary")
+    assert exited.value.code == 1
+    call_command("projections", "reconcile", "order_summary", "--repair")
+    call_command("projections", "reconcile", "--all")  # clean: no exit
+
+
+def test_a_redis_that_lost_its_data_is_healed_by_the_next_run(shop_with_views):
+    """Redis restarted empty (or flushed): the projector notices and re-projects."""
+    client = redis_store.client()
+    for name in ("order_summary", "customer_dashboard"):
+        keys = list(client.scan_iter(match=f"{redis_store.key_prefix(name)}:*"))
+        client.delete(*keys)
+        assert view_docs(name) == {}
+    project_all()
+    for name in ("order_summary", "customer_dashboard"):
+        assert view_docs(name) == fresh_docs(name)
+        assert reconcile.reconcile(name).differences == 0
+
+
+def test_a_lost_index_is_created_again_and_refilled(shop_with_views):
+    store = es.client()
+    store.indices.delete(index=es.current_index("products_search"))
+    project_all()
+    assert view_docs("products_search") == fresh_docs("products_search")
