@@ -1,0 +1,216 @@
+"""Commit-to-visible lag per read model at steady, open-loop write rates over HTTP.
+
+    .venv/bin/python bench/projection_lag.py [--rates 50,100,200] [--seconds 60]
+
+The web app (uvicorn), a Celery worker and beat run as processes; a scheduler fires
+POST /api/orders at fixed instants (open loop: a slow system does not slow the load),
+each for a new customer, so the expected document versions are known. Visibility is
+measured as a client sees it: watcher threads read Redis (the summary exists; the
+dashboard's version reached the order's) and search Elasticsearch (a terms query
+finds the order). Lag = first seen - response received. Elasticsearch figures are
+measured on the ES-compatible dev server, not real Elasticsearch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchdb  # noqa: E402
+
+DATABASE, NAMESPACE = "shop_bench_lag", "benchlag"
+BROKER = "redis://127.0.0.1:6379/11"
+RESULTS = Path(__file__).resolve().parent / "results"
+DRAIN_SECONDS = 30
+
+
+VIEWS = ("order_summary", "customer_dashboard", "orders_search")
+
+
+class Watch:
+    def __init__(self, views=VIEWS):
+        self.lock = threading.Lock()
+        self.pending: dict[str, dict] = {}  # order id -> {"at", "customer", views left}
+        self.lags: dict[str, list[float]] = {view: [] for view in views}
+
+    def add(self, order_id: str, customer: int, at: float) -> None:
+        with self.lock:
+            self.pending[order_id] = {"at": at, "customer": customer,
+                                      "left": set(self.lags)}
+
+    def seen(self, order_id: str, model: str, now: float) -> None:
+        with self.lock:
+            entry = self.pending.get(order_id)
+            if entry and model in entry["left"]:
+                entry["left"].discard(model)
+                self.lags[model].append((now - entry["at"]) * 1000)
+                if not entry["left"]:
+                    del self.pending[order_id]
+
+    def waiting(self, model: str) -> list[tuple[str, int]]:
+        with self.lock:
+            return [(o, e["customer"]) for o, e in self.pending.items() if model in e["left"]]
+
+
+def redis_watcher(watch: Watch, stop: threading.Event) -> None:
+    from readmodels.stores import redis_store
+
+    client = redis_store.client()
+    while not stop.is_set():
+        summary = watch.waiting("order_summary")
+        dashboard = watch.waiting("customer_dashboard")
+        if not summary and not dashboard:
+            stop.wait(0.002)
+            continue
+        pipe = client.pipeline(transaction=False)
+        for order_id, _ in summary:
+            pipe.hget(redis_store.doc_key("order_summary", order_id, 1), "v")
+        for _, customer in dashboard:
+            pipe.hget(redis_store.doc_key("customer_dashboard", str(customer), 1), "v")
+        values = pipe.execute()
+        now = time.monotonic()
+        for (order_id, _), value in zip(summary, values[: len(summary)], strict=True):
+            if value is not None:
+                watch.seen(order_id, "order_summary", now)
+        for (order_id, _), value in zip(dashboard, values[len(summary):], strict=True):
+            # A new customer (version 1) with one order (version 1): version 2 shows it.
+            if value is not None and int(value) >= 2:
+                watch.seen(order_id, "customer_dashboard", now)
+        stop.wait(0.002)
+
+
+def es_watcher(watch: Watch, stop: threading.Event) -> None:
+    from readmodels.stores import es
+
+    while not stop.is_set():
+        waiting = [o for o, _ in watch.waiting("orders_search")][:500]
+        if not waiting:
+            stop.wait(0.005)
+            continue
+        found = es.search("orders_search", query={"terms": {"order_id": waiting}},
+                          size=len(waiting), _source=["order_id"])
+        now = time.monotonic()
+        for hit in found["hits"]["hits"]:
+            watch.seen(hit["_source"]["order_id"], "orders_search", now)
+        stop.wait(0.005)
+
+
+def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[int],
+             products: list[int], views=VIEWS, watchers=(redis_watcher, es_watcher)) -> dict:
+    """Place orders at `rate` per second over HTTP; time each view's first sight of each."""
+    from stackproc import Http
+
+    watch = Watch(views)
+    stop = threading.Event()
+    watchers = [threading.Thread(target=w, args=(watch, stop)) for w in watchers]
+    for w in watchers:
+        w.start()
+    jobs: queue.Queue = queue.Queue()
+    errors, late = [], []
+
+    def client_loop():
+        http = Http(port, token)
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            index, scheduled = job
+            late.append(max(0.0, time.monotonic() - scheduled))
+            status, body = http.post("/api/orders", {
+                "customer_id": customers[index],
+                "lines": [{"product_id": products[index % len(products)], "quantity": 1}]})
+            if status != 201:
+                errors.append(status)
+                continue
+            watch.add(body["id"], customers[index], time.monotonic())
+
+    clients = [threading.Thread(target=client_loop) for _ in range(32)]
+    for c in clients:
+        c.start()
+    total = int(rate * seconds)
+    started = time.monotonic()
+    for index in range(total):
+        scheduled = started + index / rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the open-loop schedule itself
+        jobs.put((index, scheduled))
+    for _ in clients:
+        jobs.put(None)
+    for c in clients:
+        c.join()
+    offered = time.monotonic() - started
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while watch.pending and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting out the drain deadline while watchers record
+    stop.set()
+    for w in watchers:
+        w.join()
+    result = {"rate": rate, "seconds": seconds, "orders": total - len(errors),
+              "achieved_rate": round((total - len(errors)) / offered, 1),
+              "errors": len(errors), "client_start_late_p99_ms":
+              round(benchdb.percentile(late, 99) * 1000, 1)}
+    for model, lags in watch.lags.items():
+        result[model] = {
+            "p50_ms": round(benchdb.percentile(lags, 50), 1),
+            "p95_ms": round(benchdb.percentile(lags, 95), 1),
+            "p99_ms": round(benchdb.percentile(lags, 99), 1),
+            "max_ms": round(max(lags), 1) if lags else None,
+            "never_seen": sum(1 for e in watch.pending.values() if model in e["left"]),
+        }
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rates", default="50,100,200")
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    benchdb.setup(DATABASE, NAMESPACE, CELERY_BROKER_URL=BROKER)
+    from django.db import connection
+    from stackproc import Processes, staff_token
+
+    report = {"machine": benchdb.machine(), "rates": {}}
+    for rate in [int(r) for r in args.rates.split(",")]:
+        benchdb.truncate()
+        benchdb.reset_views()
+        count = int(rate * args.seconds)
+        benchdb.bulk_shop(customers=count, products=200, orders=0, outbox=False)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM orders_customer ORDER BY id")
+            customers = [r[0] for r in cursor.fetchall()]
+            cursor.execute("SELECT id FROM orders_product ORDER BY id")
+            products = [r[0] for r in cursor.fetchall()]
+            cursor.execute("ANALYZE")
+        token = staff_token()
+        processes = Processes({"CELERY_BROKER_URL": BROKER})
+        try:
+            processes.worker(concurrency=4)
+            processes.beat(f"/tmp/bench-lag-beat-{rate}")
+            port = processes.web()
+            print(f"rate {rate}/s for {args.seconds:.0f} s ...", flush=True)
+            result = run_rate(rate, args.seconds, port, token, customers, products)
+        finally:
+            processes.stop()
+            import redis
+
+            redis.Redis.from_url(BROKER).flushdb()
+        report["rates"][str(rate)] = result
+        print(f"  achieved {result['achieved_rate']}/s, errors {result['errors']}")
+        for model in ("order_summary", "customer_dashboard", "orders_search"):
+            r = result[model]
+            print(f"  {model:<20} p50 {r['p50_ms']:>7} ms  p95 {r['p95_ms']:>7}  p99 "
+                  f"{r['p99_ms']:>7}  max {r['max_ms']}  never seen {r['never_seen']}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "projection_lag.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Render bench/results/all.json as docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def _num(value, digits: int = 0) -> str:
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _generic(data) -> str:
+    return "```json\n" + json.dumps(data, indent=2)[:6000] + "\n```"
+
+
+def _drain(data: dict) -> str:
+    parts = []
+    for size, entry in data.get("sizes", {}).items():
+        parts.append(f"**{int(size):,} orders (and products)**\n")
+        parts.append(_table(
+            ["read model", "drain rows/s", "peak worker RSS (MB)", "rebuild docs/s",
+             "reads during rebuild (ok / empty / failed)", "reconcile (s)"],
+            [
+                [d["read_model"], _num(d["rows_per_second"]), d["peak_rss_mb"],
+                 r.get("skipped") or _num(r["docs_per_second"]),
+                 r.get("skipped")
+                 or f"{r['reads']['ok']} / {r['reads']['empty']} / {r['reads']['failed']}",
+                 c.get("skipped") or _num(c["seconds"], 1)]
+                for d, r, c in zip(entry["drain"], entry["rebuild"], entry["reconcile"],
+                                   strict=False)
+            ],
+        ))
+        parts.append("")
+        parts.append(_table(
+            ["order_summary segments (one process each)", "rows/s (wall, incl. start-up)"],
+            [[s["segments"], _num(s["rows_per_second"])] for s in entry["scale_out"]],
+        ))
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _reads(data: dict) -> str:
+    parts = []
+    for size, entry in data.get("sizes", {}).items():
+        rows = [[label, _num(v["p50_ms"], 3), _num(v["p99_ms"], 3)]
+                for label, v in entry.items() if isinstance(v, dict) and "p50_ms" in v]
+        parts.append(f"**{int(size):,} orders**\n")
+        parts.append(_table(["read", "p50 (ms)", "p99 (ms)"], rows))
+        parts.append(f"\nprojected / strong dashboard median: "
+                     f"{entry.get('projected_over_strong_dashboard_p50')} (target ≤ 0.333)\n")
+    return "\n".join(parts)
+
+
+def _commands(data: dict) -> str:
+    modes = [("outbox_on", "outbox + projectors running"),
+             ("outbox_only", "outbox, no projector running"),
+             ("outbox_off", "no outbox (benchmark-only switch)")]
+    labels = list(data.get("outbox_off", {}))
+    rows = []
+    for key, title in modes:
+        for label in labels:
+            f = data.get(key, {}).get(label)
+            if f:
+                rows.append([title, label.replace("_", " "), _num(f["orders_per_second"], 1),
+                             _num(f["p50_ms"], 1), _num(f["p99_ms"], 1)])
+    out = [_table(["mode", "load", "place_order/s", "p50 (ms)", "p99 (ms)"], rows), ""]
+    for key, title in (("cost_outbox_only", "the outbox write alone"),
+                       ("cost_on", "the outbox with projectors on the same 2 cores")):
+        if key in data:
+            costs = ", ".join(f"{k.replace('_', ' ')}: {v * 100:.0f}%" for k, v in data[key].items())
+            out.append(f"Throughput lost to {title} (target ≤ 10%): {costs}.\n")
+    return "\n".join(out)
+
+
+def _lag(data: dict) -> str:
+    rows = []
+    for rate, r in data.get("rates", {}).items():
+        for model in ("order_summary", "customer_dashboard", "orders_search"):
+            f = r[model]
+            store = "Redis" if model != "orders_search" else "ES (dev server)"
+            rows.append([f"{rate}/s ({r['achieved_rate']}/s achieved)", f"{model} ({store})",
+                         f["p50_ms"], f["p95_ms"], f["p99_ms"], f["max_ms"], f["never_seen"]])
+    return _table(["offered rate", "read model", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                   "never seen"], rows) + (
+        "\n\nTargets at 100/s: Redis views p99 ≤ 50 ms, Elasticsearch views searchable "
+        "p99 ≤ 150 ms.\n")
+
+
+def _peer(data: dict) -> str:
+    from peer_comparison import render as render_peer
+
+    return render_peer(data)
+
+
+RENDERERS = {"peer_comparison": _peer, "drain_rebuild": _drain, "read_strategies": _reads,
+             "command_throughput": _commands, "projection_lag": _lag}
+
+TITLES = {
+    "command_throughput": "Command throughput and the cost of the outbox",
+    "projection_lag": "Commit-to-visible lag at steady write rates",
+    "peer_comparison": "The peer, side by side: django-elasticsearch-dsl with its Celery "
+                       "signal processor",
+    "read_strategies": "Read strategies",
+    "drain_rebuild": "Drain, rebuild, reconcile and scale-out",
+}
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+
+def _targets(results: dict) -> str:
+    """Each target of the benchmark issue against what this report measured."""
+    rows = []
+    lag = results.get("projection_lag", {}).get("rates", {}).get("100")
+    if lag:
+        redis = max(lag["order_summary"]["p99_ms"], lag["customer_dashboard"]["p99_ms"])
+        rows.append(["Redis views p99 at 100/s ≤ 50 ms", f"{redis} ms "
+                     f"({lag['achieved_rate']}/s achieved)", _verdict(redis <= 50)])
+        es_p99 = lag["orders_search"]["p99_ms"]
+        rows.append(["ES views searchable p99 at 100/s ≤ 150 ms (dev server)", f"{es_p99} ms",
+                     _verdict(es_p99 <= 150)])
+    cost = results.get("command_throughput", {}).get("cost_outbox_only")
+    if cost:
+        worst = max(cost.values())
+        rows.append(["outbox write costs ≤ 10% of throughput",
+                     ", ".join(f"{k.replace('_', ' ')} {v * 100:.0f}%" for k, v in cost.items()),
+                     _verdict(worst <= 0.10)])
+    sizes = results.get("read_strategies", {}).get("sizes", {})
+    if "100000" in sizes:
+        ratio = sizes["100000"].get("projected_over_strong_dashboard_p50")
+        rows.append(["projected read ≤ 1/3 of strong read's median at 100k", str(ratio),
+                     _verdict(ratio is not None and ratio <= 1 / 3)])
+    drain = results.get("drain_rebuild", {}).get("sizes", {})
+    if "100000" in drain:
+        entry = drain["100000"]
+        for d in entry["drain"]:
+            target = 3000 if d["read_model"].endswith("_search") else 10000
+            label = " (dev server)" if target == 3000 else ""
+            rows.append([f"drain {d['read_model']}{label} ≥ {target:,} rows/s at 100k",
+                         _num(d["rows_per_second"]), _verdict(d["rows_per_second"] >= target)])
+        for r in entry["rebuild"]:
+            if r["read_model"] == "order_summary":
+                rows.append(["rebuild of 100,000 orders ≥ 3,000 docs/s, reads served",
+                             f"{_num(r['docs_per_second'])} docs/s, {r['reads']['empty']} empty "
+                             f"and {r['reads']['failed']} failed reads",
+                             _verdict(r["docs_per_second"] >= 3000 and not r["reads"]["empty"]
+                                      and not r["reads"]["failed"])])
+        if "10000" in drain:
+            small = max(d["peak_rss_mb"] for d in drain["10000"]["drain"])
+            large = max(d["peak_rss_mb"] for d in entry["drain"])
+            rows.append(["worker peak RSS flat from 10k to 100k rows", f"{small} → {large} MB",
+                         _verdict(large <= small * 1.25)])
+    if not rows:
+        return ""
+    return "\n".join([
+        "## Targets", "", _table(["target", "measured", ""], rows), "",
+        "Where the time goes where a target is missed (py-spy on the worker at 50 orders/s): "
+        "every process shares 2 cores and the offered 100 and 200/s are not even achieved. "
+        "A projector run costs a fixed dozen PostgreSQL/Redis round trips (advisory lock, "
+        "checkpoint, horizon, rows, loads, write, checkpoint save, progress announce, unlock) "
+        "for each of the four read models, plus a Celery hop per wake-up; under load each run "
+        "carries few rows, so that fixed cost dominates. The dashboard is rebuilt from all of a "
+        "customer's orders, so its drain rate falls as orders per customer grow. The outbox "
+        "write alone is one INSERT ... RETURNING plus the after-commit wake-up (a Redis round "
+        "trip) per command.", ""])
+
+
+def render(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {report['date']} with `{report['command']}` "
+        f"({report['repeats']} runs of each; every figure is the median over the runs).",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']} memory, "
+        f"{machine['os']}, Python {machine['python']}, {machine['postgres']}. PostgreSQL and "
+        "Redis are the machine's servers; Elasticsearch figures come from the "
+        "ES-compatible dev server (noida-db), which scans linearly and serves one request "
+        "at a time: they say nothing about real Elasticsearch. This machine has 2 cores, "
+        "shared by the load generator, the web server, the workers and the servers.",
+        "",
+        "Raw results: `bench/results/all.json`.",
+        "",
+        _targets(report["results"]),
+    ]
+    for name, data in report["results"].items():
+        lines.append(f"## {TITLES.get(name, name)}")
+        lines.append("")
+        if "measured" in data:
+            lines.append(f"_Measured {data['measured']}; median of {data.get('runs', 1)} "
+                         f"run(s)._")
+            lines.append("")
+        if data.get("missing"):
+            lines.append("Not measured in this run.")
+        elif "markdown" in data:
+            lines.append(data["markdown"])
+        else:
+            lines.append(RENDERERS.get(name, _generic)(data))
+        lines.append("")
+    return "\n".join(lines)
