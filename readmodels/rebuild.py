@@ -21,11 +21,33 @@ from orders import outbox
 from orders.outbox import Position
 from readmodels import config, projectors
 from readmodels.models import Rebuild, RebuildStatus
-from readmodels.stores import es, redis_store
+from readmodels.stores import StoreUnavailable, es, redis_store
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[Rebuild, float], None]
+
+# A store that times out or restarts for a few seconds must not end a rebuild that has
+# copied most of a large view: each batch is retried with backoff (about 15 s in all)
+# before the rebuild stops, resumable from its cursor.
+WRITE_ATTEMPTS = 6
+FIRST_BACKOFF_SECONDS = 0.5
+
+
+def _write(projector, docs, generation: int) -> dict:
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            return projector.write(docs, generation=generation)
+        except StoreUnavailable as exc:
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            backoff = FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            logger.warning(
+                "rebuild of %s: write failed (%s), retrying in %.1f s", projector.name, exc, backoff,
+                extra={"read_model": projector.name, "attempt": attempt},
+            )
+            time.sleep(backoff)
+    raise AssertionError("unreachable")
 
 
 def _live_generation(projector) -> int:
@@ -64,7 +86,7 @@ def _catch_up(projector, rebuild: Rebuild, batch_size: int) -> int:
             position, limit=batch_size, aggregate_types=list(projector.consumes)
         )
         if batch.rows:
-            projector.write(projector.documents_for(batch.rows), generation=rebuild.generation)
+            _write(projector, projector.documents_for(batch.rows), rebuild.generation)
             rows += len(batch.rows)
         rebuild.caught_up_xid = batch.checkpoint_after.xid
         rebuild.caught_up_position = batch.checkpoint_after.position
@@ -93,7 +115,7 @@ def rebuild(
         if current.status == RebuildStatus.COPYING:
             for keys in projector.all_keys(batch_size, after=current.cursor or None):
                 docs = projector.documents_by_key(keys)
-                refused = projector.write(docs, generation=current.generation)
+                refused = _write(projector, docs, current.generation)
                 if refused:
                     raise RuntimeError(f"store refused {len(refused)} documents: {refused}")
                 current.cursor = keys[-1]

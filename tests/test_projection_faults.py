@@ -297,3 +297,46 @@ def test_poison_row_is_retried_then_set_aside(read_models, settings, make_custom
     for order in before + after:
         order.refresh_from_db()
         assert summaries[str(order.pk)][0] == order.version
+
+
+def test_rebuild_rides_out_a_store_that_stops_answering_for_a_moment(
+    read_models, settings, make_product, caplog
+):
+    """Elasticsearch stops answering (a closed port) after the rebuild's first batch and
+    comes back a second later: the batch is retried with backoff, the rebuild finishes,
+    and the new index holds exactly what PostgreSQL says."""
+    import logging
+    import threading
+
+    from readmodels import rebuild
+    from readmodels.models import RebuildStatus
+    from tests.readside import fresh_docs
+
+    for n in range(9):
+        make_product(name=f"Reading Lamp {n}")
+    project_all()
+    real_url = settings.ELASTICSEARCH_URL
+    came_back = threading.Event()
+
+    def store_back():
+        settings.ELASTICSEARCH_URL = real_url
+        came_back.set()
+
+    outage = threading.Timer(1.0, store_back)
+
+    def cut_the_store_after_the_first_batch(run, rate):
+        if not outage.is_alive() and not came_back.is_set():
+            settings.ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens
+            outage.start()
+
+    with caplog.at_level(logging.WARNING, logger="readmodels.rebuild"):
+        done = rebuild.rebuild(
+            "products_search", batch_size=3, grace_seconds=0,
+            on_progress=cut_the_store_after_the_first_batch,
+        )
+    outage.join(10)
+    assert came_back.is_set()
+    retries = [r for r in caplog.records if "write failed" in r.getMessage()]
+    assert retries, "no batch met the outage: nothing was tested"
+    assert done.status == RebuildStatus.DONE and done.copied == 9 and not done.error
+    assert view_docs("products_search") == fresh_docs("products_search")
