@@ -46,7 +46,8 @@ def drain_in_child(name: str, segment: int = 0, segments: int = 1) -> dict:
 
 def child_drain(name: str, segment: int, segments: int) -> None:
     benchdb.setup(DATABASE, NAMESPACE)
-    from readmodels import projectors, runner
+    from readmodels import projectors
+    from readmodels.pipeline import runner
 
     projector = projectors.get(name)
     rows = 0
@@ -66,7 +67,8 @@ def child_drain(name: str, segment: int, segments: int) -> None:
 
 def rebuild_with_reader(name: str) -> dict:
     from orders.models import Order
-    from readmodels import queries, rebuild
+    from readmodels import queries
+    from readmodels.operations import rebuild
     from readmodels.stores import StoreUnavailable
 
     # A document that exists before the rebuild starts: every read of it must find it.
@@ -133,7 +135,7 @@ def main() -> int:
         return 0
 
     benchdb.setup(DATABASE, NAMESPACE)
-    from readmodels import reconcile
+    from readmodels.operations import reconcile
 
     report = {"machine": benchdb.machine(), "sizes": {}}
     for size in [int(s) for s in args.sizes.split(",")]:

@@ -260,7 +260,7 @@ def peer_differences() -> dict:
 
 def our_differences() -> dict:
     from orders.models import Order
-    from readmodels import reconcile
+    from readmodels.operations import reconcile
 
     found = reconcile.reconcile("orders_search")
     return {"orders": Order.objects.count(), "missing": len(found.missing),

@@ -79,7 +79,7 @@ def timed(function, customers: list[int], reads: int) -> dict:
 
 def token_reads(customers: list[int], reads: int) -> dict:
     from orders import commands
-    from readmodels import progress
+    from readmodels.pipeline import progress
 
     rng = random.Random(11)
     samples, stale = [], 0
@@ -104,7 +104,8 @@ def main() -> int:
     args = parser.parse_args()
     # The bench's own broker database, so that no other worker takes its tasks.
     benchdb.setup(DATABASE, NAMESPACE, CELERY_BROKER_URL=BROKER)
-    from readmodels import projectors, runner
+    from readmodels import projectors
+    from readmodels.pipeline import runner
 
     report = {"machine": benchdb.machine(), "sizes": {}}
     for size in [int(s) for s in args.sizes.split(",")]:

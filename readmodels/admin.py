@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from readmodels import deadletters, projectors, reconcile, status
+from readmodels import projectors
 from readmodels.models import (
     Checkpoint,
     DeadLetter,
@@ -20,6 +20,7 @@ from readmodels.models import (
     Rebuild,
     ReconcileRun,
 )
+from readmodels.operations import deadletters, reconcile, status
 
 CHART_WIDTH, CHART_HEIGHT = 640, 160
 COLOURS = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2"]

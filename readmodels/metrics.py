@@ -36,7 +36,7 @@ class ProjectionCollector:
     """Gauges measured from PostgreSQL on each scrape."""
 
     def collect(self):
-        from readmodels import status
+        from readmodels.operations import status
 
         lag = GaugeMetricFamily(
             "shop_projection_lag_seconds",

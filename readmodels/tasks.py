@@ -14,7 +14,8 @@ import time
 from celery import shared_task
 from django.db import DatabaseError, connection
 
-from readmodels import config, progress, projectors, runner
+from readmodels import config, projectors
+from readmodels.pipeline import progress, runner
 from readmodels.stores import StoreUnavailable, redis_store
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def wake(due: list) -> None:
 @shared_task(ignore_result=True)
 def drop_generation(name: str, generation: int) -> None:
     """Drop an old index or key generation after a rebuild's grace period."""
-    from readmodels import rebuild
+    from readmodels.operations import rebuild
 
     rebuild.drop_generation(name, generation)
 
@@ -152,7 +153,7 @@ def drop_generation(name: str, generation: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def rebuild_read_model(name: str) -> None:
     """Rebuild a read model (started from admin); resumes if a worker died mid-way."""
-    from readmodels import rebuild
+    from readmodels.operations import rebuild
 
     rebuild.rebuild(name)
 
@@ -160,7 +161,7 @@ def rebuild_read_model(name: str) -> None:
 @shared_task(ignore_result=True)
 def reconcile_all(repair: bool = False) -> None:
     """Compare every read model with the write model (beat runs it daily)."""
-    from readmodels import reconcile
+    from readmodels.operations import reconcile
 
     for name in projectors.PROJECTORS:
         try:
@@ -172,7 +173,7 @@ def reconcile_all(repair: bool = False) -> None:
 @shared_task(ignore_result=True)
 def purge_outbox() -> int:
     """Delete outbox rows every projector has passed and that are past retention."""
-    from readmodels import retention
+    from readmodels.operations import retention
 
     return retention.purge()
 
@@ -184,8 +185,8 @@ def record_lag() -> None:
 
     from django.utils import timezone
 
-    from readmodels import status
     from readmodels.models import LagSample
+    from readmodels.operations import status
 
     now = timezone.now()
     rows = status.segment_statuses()

@@ -10,7 +10,8 @@ from django.db import connection
 
 from orders.models import OutboxMessage
 from orders.outbox import Position
-from readmodels import config, projectors, runner
+from readmodels import config, projectors
+from readmodels.pipeline import runner
 from readmodels.stores import es, redis_store
 
 

@@ -19,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orders.models import Customer, OutboxMessage
 from orders.outbox import Position
-from readmodels import config, projectors, queries, retention, runner
+from readmodels import config, projectors, queries
 from readmodels.models import DeadLetter, DeadLetterStatus, LagSample, ReconcileRun
+from readmodels.operations import retention
+from readmodels.pipeline import runner
 from tests.readside import newest_committed, project_all, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

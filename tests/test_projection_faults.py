@@ -17,8 +17,9 @@ from django.utils import timezone
 from orders import commands
 from orders.models import Order, OutboxMessage
 from orders.outbox import Position
-from readmodels import progress, projectors, runner, tasks
+from readmodels import projectors, tasks
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+from readmodels.pipeline import progress, runner
 from readmodels.stores import StoreUnavailable, redis_store
 from tests.processes import celery_worker_process, free_port, throwaway_redis
 from tests.readside import (
@@ -308,8 +309,8 @@ def test_rebuild_rides_out_a_store_that_stops_answering_for_a_moment(
     import logging
     import threading
 
-    from readmodels import rebuild
     from readmodels.models import RebuildStatus
+    from readmodels.operations import rebuild
     from tests.readside import fresh_docs
 
     for n in range(9):
@@ -329,7 +330,7 @@ def test_rebuild_rides_out_a_store_that_stops_answering_for_a_moment(
             settings.ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens
             outage.start()
 
-    with caplog.at_level(logging.WARNING, logger="readmodels.rebuild"):
+    with caplog.at_level(logging.WARNING, logger="readmodels.operations.rebuild"):
         done = rebuild.rebuild(
             "products_search", batch_size=3, grace_seconds=0,
             on_progress=cut_the_store_after_the_first_batch,

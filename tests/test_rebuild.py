@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 
 from orders import commands
-from readmodels import projectors, queries, rebuild
+from readmodels import projectors, queries
 from readmodels.models import Rebuild, RebuildStatus
+from readmodels.operations import rebuild
 from readmodels.stores import es, redis_store
 from tests.readside import fresh_docs, project_all, view_docs
 

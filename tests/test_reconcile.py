@@ -5,8 +5,9 @@ import json
 import pytest
 
 from orders import commands
-from readmodels import projectors, reconcile
+from readmodels import projectors
 from readmodels.models import ReconcileRun
+from readmodels.operations import reconcile
 from readmodels.stores import es, redis_store
 from tests.readside import fresh_docs, project_all, view_docs
 

@@ -17,8 +17,9 @@ import pytest
 from django.db import connection
 
 from orders import commands, outbox
-from readmodels import projectors, runner, tasks
+from readmodels import projectors, tasks
 from readmodels.models import Checkpoint
+from readmodels.pipeline import runner
 from readmodels.stores import redis_store
 from tests.processes import celery_worker_process
 from tests.readside import all_segments_cover, assert_views_fresh, fresh_docs, newest_committed

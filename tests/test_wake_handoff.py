@@ -7,7 +7,8 @@ from django.db import connection
 
 from orders import commands
 from orders.outbox import decode_token
-from readmodels import progress, runner, tasks
+from readmodels import tasks
+from readmodels.pipeline import progress, runner
 from readmodels.stores import redis_store
 from tests.readside import project_all
 

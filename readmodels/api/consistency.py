@@ -16,7 +16,8 @@ from rest_framework.views import APIView
 
 from orders.metrics import READS
 from orders.outbox import InvalidToken, decode_token
-from readmodels import config, progress
+from readmodels import config
+from readmodels.pipeline import progress
 from readmodels.stores import StoreUnavailable
 
 

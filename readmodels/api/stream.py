@@ -18,7 +18,8 @@ from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 
 from orders.outbox import InvalidToken, decode_token
-from readmodels import progress, projectors
+from readmodels import projectors
+from readmodels.pipeline import progress
 
 DEFAULT_WAIT_MS = 10_000
 MAX_WAIT_MS = 60_000

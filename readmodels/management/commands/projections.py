@@ -14,8 +14,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from readmodels import deadletters, projectors, rebuild, reconcile, status
+from readmodels import projectors
 from readmodels.models import DeadLetter, DeadLetterStatus
+from readmodels.operations import deadletters, rebuild, reconcile, status
 from readmodels.stores import StoreUnavailable
 
 logger = logging.getLogger("readmodels.slo")

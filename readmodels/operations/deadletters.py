@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from orders import outbox
 from orders.outbox import OutboxRow
-from readmodels import config, projectors, runner
+from readmodels import config, projectors
 from readmodels.models import DeadLetter, DeadLetterStatus
+from readmodels.pipeline import runner
 
 
 def _segment_of(partition_key: str, segments: int) -> int:

@@ -30,8 +30,9 @@ from django.utils import timezone
 from orders import outbox
 from orders.models import OutboxMessage
 from orders.outbox import OutboxRow, Position
-from readmodels import config, metrics, progress
+from readmodels import config, metrics
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+from readmodels.pipeline import progress
 from readmodels.projectors import Projector
 from readmodels.stores import StoreUnavailable
 

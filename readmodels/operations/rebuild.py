@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from celery import current_app
 from django.utils import timezone
 
 from orders import outbox
@@ -154,9 +155,10 @@ def schedule_drop(name: str, generation: int, grace_seconds: float) -> None:
     if grace_seconds <= 0:
         drop_generation(name, generation)
         return
-    from readmodels.tasks import drop_generation as drop_task
-
-    drop_task.apply_async((name, generation), countdown=grace_seconds)
+    # By name: the Celery tasks build on the operations, not the other way round.
+    current_app.send_task(
+        "readmodels.tasks.drop_generation", (name, generation), countdown=grace_seconds
+    )
 
 
 def drop_generation(name: str, generation: int) -> None:
