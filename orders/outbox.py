@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.core import signing
 from django.db import connection, transaction
 
 from orders.context import current_request_id
@@ -47,25 +48,37 @@ class InvalidToken(ValueError):
     pass
 
 
-TOKEN_PREFIX = "ct1"
+TOKEN_PREFIX = "ct2"
+# A token is signed so that a client cannot make one up: a forged "future" position
+# would hold every read that carries it for its whole wait. The salt keeps these
+# signatures apart from anything else signed with SECRET_KEY; Signer verifies in
+# constant time and also accepts signatures made with SECRET_KEY_FALLBACKS, so tokens
+# in flight survive a key rotation for as long as the old key stays a fallback.
+_TOKEN_SALT = "orders.outbox.consistency-token"
+
+
+def _signer() -> signing.Signer:
+    return signing.Signer(salt=_TOKEN_SALT, algorithm="sha256")
 
 
 def encode_token(position: Position) -> str:
-    """Return the opaque X-Consistency-Token for a commit position."""
-    raw = f"{TOKEN_PREFIX}.{position.xid}.{position.position}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """Return the opaque, signed X-Consistency-Token for a commit position."""
+    signed = _signer().sign(f"{TOKEN_PREFIX}.{position.xid}.{position.position}")
+    return base64.urlsafe_b64encode(signed.encode()).decode().rstrip("=")
 
 
 def decode_token(token: str) -> Position:
-    """Parse a token made by encode_token, or raise InvalidToken."""
+    """Return the position of a token made by encode_token, or raise InvalidToken."""
     try:
-        padded = token.strip() + "=" * (-len(token.strip()) % 4)
-        raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+        token = token.strip()
+        padded = token + "=" * (-len(token) % 4)
+        signed = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+        raw = _signer().unsign(signed)
         prefix, xid, position = raw.split(".")
         if prefix != TOKEN_PREFIX:
             raise ValueError(prefix)
         result = Position(int(xid), int(position))
-    except (ValueError, UnicodeError, binascii.Error):
+    except (ValueError, UnicodeError, binascii.Error, signing.BadSignature):
         raise InvalidToken("not a consistency token issued by this shop") from None
     if not (0 <= result.xid < 2**63 and 0 <= result.position <= MAX_POSITION):
         raise InvalidToken("not a consistency token issued by this shop")

@@ -17,6 +17,9 @@ if not SECRET_KEY:
             "or set DJANGO_DEBUG=true for a local run (make run does)."
         )
     SECRET_KEY = "insecure-local-development-key-only-used-with-DJANGO_DEBUG"
+# Rotating the key: put the old one here (comma separated) while signatures made with
+# it (sessions, consistency tokens) are still in flight, then drop it.
+SECRET_KEY_FALLBACKS = env.get_list("DJANGO_SECRET_KEY_FALLBACKS")
 
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS")

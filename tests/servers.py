@@ -10,6 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 from tests.readside import wait_until
@@ -41,7 +42,9 @@ def uvicorn_server(**env_overrides):
         "DJANGO_SETTINGS_MODULE": "shop.settings_test",
         # Production behaviour (JSON error pages, no debug pages).
         "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "test-only-secret-key-for-the-server-process-0123456789",
+        # The test process's own key: tokens it signs (consistency tokens of commands
+        # run in-process) are then tokens the server issued too.
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db['NAME']}",
         **env_overrides,

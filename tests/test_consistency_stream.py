@@ -87,10 +87,13 @@ def test_stream_times_out_and_closes_when_a_view_does_not_catch_up(
 
 
 def test_stream_refuses_bad_requests(asgi_server):
+    from orders.outbox import Position, encode_token
+
+    token = encode_token(Position(1, 1))
     for query, code in [
         ("token=nope&views=order_summary", "invalid_consistency_token"),
-        ("token=Y3QxLjEuMQ&views=nothing", "invalid_views"),
-        ("token=Y3QxLjEuMQ&views=order_summary&max_wait_ms=-5", "invalid_max_wait"),
+        (f"token={token}&views=nothing", "invalid_views"),
+        (f"token={token}&views=order_summary&max_wait_ms=-5", "invalid_max_wait"),
     ]:
         conn, response = _open(asgi_server, query)
         body = json.loads(response.read())

@@ -1,0 +1,134 @@
+"""Security guarantees, over HTTP against real uvicorn servers on the test database.
+
+Consistency tokens are signed; inactive products are not public; Django's own errors
+are JSON; /metrics needs its bearer token and readiness tells no internal error text;
+only staff with the top-up permission, or the payment provider's signed callback,
+credit a balance.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+
+from orders.models import Customer
+from orders.outbox import Position, encode_token
+from tests.readside import project_all
+from tests.servers import free_port, uvicorn_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+METRICS_TOKEN = "metrics-token-only-for-these-tests"
+WEBHOOK_SECRET = "payment-webhook-secret-only-for-these-tests"
+OLD_KEY = "the-secret-key-before-the-rotation-only-for-these-tests"
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, elasticsearch_server):
+    """The shop as deployed: DEBUG off, metrics token, webhook secret, a rotated key."""
+    with uvicorn_server(
+        METRICS_TOKEN=METRICS_TOKEN,
+        PAYMENT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DJANGO_SECRET_KEY_FALLBACKS=OLD_KEY,
+    ) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def bare_server(django_db_setup, elasticsearch_server):
+    """DEBUG off with no metrics token nor webhook secret, and Elasticsearch unreachable."""
+    with uvicorn_server(ELASTICSEARCH_URL=f"http://127.0.0.1:{free_port()}") as port:
+        yield port
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        assert self.headers.get("content-type", "").startswith("application/json"), self
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str:
+        return self.json()["error"]["code"]
+
+
+def call(port: int, method: str, path: str, body=None, headers: dict | None = None) -> Answer:
+    headers = dict(headers or {})
+    if body is not None and not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return Answer(
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        conn.close()
+
+
+def auth(user) -> dict:
+    token, _ = Token.objects.get_or_create(user=user)
+    return {"Authorization": f"Token {token.key}"}
+
+
+def balance(customer) -> int:
+    return Customer.objects.get(pk=customer.pk).balance_cents
+
+
+@pytest.fixture
+def bare_staff():
+    """Staff with no permissions at all."""
+    return get_user_model().objects.create_user(username="bare-staff", password="x", is_staff=True)
+
+
+@pytest.fixture
+def superuser():
+    return get_user_model().objects.create_superuser(username="root", password="x")
+
+
+# --- consistency tokens are signed -----------------------------------------------------
+
+
+def test_a_forged_token_is_refused_at_once_on_public_search(server, read_models):
+    """A made-up far-future position would hold the read for its whole wait."""
+    unsigned = base64.urlsafe_b64encode(f"ct1.{2**62}.0".encode()).decode().rstrip("=")
+    with override_settings(SECRET_KEY="a-key-an-attacker-guessed"):
+        wrong_key = encode_token(Position(2**62, 0))
+    for forged in (unsigned, wrong_key):
+        answer = call(server, "GET", "/api/products/search?max_wait_ms=2000",
+                      headers={"X-Consistency-Token": forged})
+        assert answer.status == 400, answer
+        assert answer.code == "invalid_consistency_token"
+
+
+def test_issued_tokens_are_honoured_and_survive_a_key_rotation(server, read_models, staff_user):
+    created = call(server, "POST", "/api/products", {
+        "sku": "SIGNED-1", "name": "Signed", "category": "c", "price_cents": 100, "stock": 1,
+    }, auth(staff_user))
+    assert created.status == 201, created
+    project_all()
+    issued = created.headers["x-consistency-token"]
+    # A token signed before the key was rotated: the old key is a fallback now.
+    with override_settings(SECRET_KEY=OLD_KEY):
+        from_before = encode_token(Position(0, 0))
+    for token in (issued, from_before):
+        answer = call(server, "GET", "/api/products/search?q=SIGNED-1",
+                      headers={"X-Consistency-Token": token})
+        assert answer.status == 200, answer
+        assert answer.headers["x-stale"] == "false"
+        assert [r["sku"] for r in answer.json()["results"]] == ["SIGNED-1"]
