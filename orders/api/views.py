@@ -114,7 +114,8 @@ class ProductDetailView(CommandView, StrongReadView):
     @extend_schema(responses={200: s.ProductOut}, parameters=STRONG_READ_HEADERS, description=STRONG)
     def get(self, request, product_id: int):
         product = selectors.get_product(product_id=product_id)
-        if product is None:
+        # A product taken off sale is not public: to everyone but staff it does not exist.
+        if product is None or (not product.active and not request.user.is_staff):
             raise errors.NotFound("No such product.")
         return Response(s.ProductOut(product).data)
 
