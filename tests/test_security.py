@@ -160,3 +160,28 @@ def test_an_inactive_product_is_visible_to_staff_only(
         assert found.status == 200
         assert "OFF-1" not in [r["sku"] for r in found.json()["results"]]
         assert call(server, "GET", "/api/products/search?q=ON-1").json()["results"]
+
+
+# --- Django's own errors are JSON ------------------------------------------------------
+
+
+def _too_large(settings) -> bytes:
+    return b'{"lines": [], "pad": "' + b"x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE + b'"}'
+
+
+def test_a_body_over_the_upload_limit_is_a_json_413(server, make_customer, settings):
+    customer = make_customer()
+    answer = call(server, "POST", "/api/orders", _too_large(settings),
+                  {**auth(customer.user), "Content-Type": "application/json"})
+    assert answer.status == 413, answer
+    assert answer.code == "request_too_large"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/health"), ("GET", "/api/products/search"), ("POST", "/api/orders"),
+    ("GET", "/admin/"),
+])
+def test_a_disallowed_host_is_a_json_400(server, method, path):
+    answer = call(server, method, path, headers={"Host": "shop.evil.example"})
+    assert answer.status == 400, answer
+    assert answer.code == "bad_host"
