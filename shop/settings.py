@@ -141,6 +141,10 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Bearer token Prometheus sends to scrape /metrics. Unset: /metrics answers only local
+# requests with DEBUG on, and refuses every request (403) with DEBUG off.
+METRICS_TOKEN = env.get("METRICS_TOKEN")
+
 # The write side's knobs.
 SHOP = {
     "IDEMPOTENCY_KEY_TTL_SECONDS": env.get_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600),
