@@ -30,6 +30,7 @@ from orders.models import (
     OrderLine,
     OrderStatus,
     Payment,
+    PaymentEvent,
     PaymentKind,
     Product,
 )
@@ -190,15 +191,10 @@ def update_customer(
     return Committed(customer, position)
 
 
-@transaction.atomic
-def top_up_balance(
-    *, customer_id: int, amount_cents: int, expected_version: int | None = None
-) -> Committed[Customer]:
-    """Add money to a customer's prepaid balance."""
+def _credit(customer: Customer, amount_cents: int, **extra) -> Committed[Customer]:
+    """Add to a locked customer's balance and append the change."""
     if amount_cents <= 0:
         raise errors.ShopError("A top-up must be a positive amount.", code="invalid_amount")
-    customer = _lock_customer(customer_id)
-    _check_version(customer.version, expected_version)
     if customer.balance_cents + amount_cents > MAX_CENTS:
         raise errors.AmountTooLarge()
     Customer.objects.filter(pk=customer.pk).update(
@@ -208,9 +204,44 @@ def top_up_balance(
     )
     customer.refresh_from_db()
     position = outbox.append(
-        [_customer_change(customer, "BalanceToppedUp", amount_cents=amount_cents)]
+        [_customer_change(customer, "BalanceToppedUp", amount_cents=amount_cents, **extra)]
     )
     return Committed(customer, position)
+
+
+@transaction.atomic
+def top_up_balance(
+    *, customer_id: int, amount_cents: int, expected_version: int | None = None
+) -> Committed[Customer]:
+    """Add money to a customer's prepaid balance (a back-office action)."""
+    if amount_cents <= 0:
+        raise errors.ShopError("A top-up must be a positive amount.", code="invalid_amount")
+    customer = _lock_customer(customer_id)
+    _check_version(customer.version, expected_version)
+    return _credit(customer, amount_cents)
+
+
+@transaction.atomic
+def credit_payment(
+    *, event_id: str, customer_id: int, amount_cents: int
+) -> Committed[Customer] | None:
+    """Credit a balance for a payment provider's event; None if that event was credited already.
+
+    The event's row and the credit commit together. Two deliveries of one event racing
+    each other meet at the unique event id: the second waits for the first to commit,
+    then finds the row and credits nothing.
+    """
+    if amount_cents <= 0:
+        raise errors.ShopError("A payment must be a positive amount.", code="invalid_amount")
+    customer = _lock_customer(customer_id)
+    try:
+        with transaction.atomic():
+            PaymentEvent.objects.create(
+                event_id=event_id, customer=customer, amount_cents=amount_cents
+            )
+    except IntegrityError:
+        return None
+    return _credit(customer, amount_cents, payment_event_id=event_id)
 
 
 @transaction.atomic

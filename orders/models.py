@@ -50,6 +50,9 @@ class Customer(models.Model):
                 condition=Q(balance_cents__gte=0), name="customer_balance_not_negative"
             ),
         ]
+        # Crediting a balance creates money the shop has not received: a back-office
+        # power of its own, not something every staff member or customer may do.
+        permissions = [("top_up_balance", "Can credit a customer's balance")]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
@@ -200,6 +203,29 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.position} {self.event_type} {self.aggregate_type}:{self.aggregate_id}"
+
+
+class PaymentEvent(models.Model):
+    """A payment provider's event that credited a balance, recorded once by its event id.
+
+    Written in the same transaction as the credit, so a redelivered event finds its row
+    and credits nothing twice.
+    """
+
+    event_id = models.CharField(max_length=255, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    amount_cents = models.BigIntegerField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_cents__gt=0), name="payment_event_amount_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment event {self.event_id}"
 
 
 class IdempotencyKey(models.Model):

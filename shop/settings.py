@@ -144,9 +144,15 @@ SPECTACULAR_SETTINGS = {
 # Bearer token Prometheus sends to scrape /metrics. Unset: /metrics answers only local
 # requests with DEBUG on, and refuses every request (403) with DEBUG off.
 METRICS_TOKEN = env.get("METRICS_TOKEN")
+# Shared secret of the payment provider's callback (POST /api/payments/webhook). Unset:
+# the callback is refused (503), so no balance can be credited that way.
+PAYMENT_WEBHOOK_SECRET = env.get("PAYMENT_WEBHOOK_SECRET")
 
 # The write side's knobs.
 SHOP = {
+    # A payment callback older (or newer) than this is refused, so a captured one cannot
+    # be replayed later; within it, the provider's event id makes a replay a no-op.
+    "PAYMENT_WEBHOOK_TOLERANCE_SECONDS": env.get_int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", 300),
     "IDEMPOTENCY_KEY_TTL_SECONDS": env.get_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600),
     # Benchmark-only switch, to measure what the outbox costs. Off, no read model is
     # ever updated again: never turn it off anywhere else.

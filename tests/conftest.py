@@ -75,9 +75,16 @@ def _client_for(user) -> APIClient:
 
 @pytest.fixture
 def staff_user():
-    return get_user_model().objects.create_user(
+    """A back-office user with the powers the API's staff tests exercise."""
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(
         username=f"staff{_n()}", password="x", is_staff=True
     )
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="orders", codename="top_up_balance")
+    )
+    return user
 
 
 @pytest.fixture

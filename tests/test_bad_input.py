@@ -348,7 +348,7 @@ def test_top_up(shop, data):
     customer_id = data.draw(shop.customer_ids())
     valid = st.fixed_dictionaries({"amount_cents": st.integers(min_value=1, max_value=10**12)})
     _send(shop, data, "POST", f"/api/customers/{customer_id}/top-ups",
-          {"amount_cents": money}, valid)
+          {"amount_cents": money}, valid, actors=("staff",))
 
 
 @SETTINGS

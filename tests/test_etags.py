@@ -105,9 +105,9 @@ def test_restock_with_if_match(staff_client, make_product):
     assert OutboxMessage.objects.count() == outbox
 
 
-def test_top_up_with_if_match(customer, customer_client):
-    etag = customer_client.get(f"/api/customers/{customer.pk}")["ETag"]
-    ok = customer_client.post(
+def test_top_up_with_if_match(customer, staff_client):
+    etag = staff_client.get(f"/api/customers/{customer.pk}")["ETag"]
+    ok = staff_client.post(
         f"/api/customers/{customer.pk}/top-ups",
         {"amount_cents": 500},
         format="json",
@@ -118,7 +118,7 @@ def test_top_up_with_if_match(customer, customer_client):
     assert ok["ETag"] == f'"{ok.data["version"]}"'
     before = _snapshot(Customer, customer.pk)
     outbox = OutboxMessage.objects.count()
-    stale = customer_client.post(
+    stale = staff_client.post(
         f"/api/customers/{customer.pk}/top-ups",
         {"amount_cents": 500},
         format="json",

@@ -21,6 +21,19 @@ class TopUpIn(serializers.Serializer):
     amount_cents = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
 
 
+class PaymentEventIn(serializers.Serializer):
+    """A payment provider's event: money received for a customer's balance."""
+
+    event_id = serializers.RegexField(r"^[\x21-\x7e]+$", max_length=255)
+    customer_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    amount_cents = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
+
+
+class PaymentEventOut(serializers.Serializer):
+    event_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["credited", "already_credited"])
+
+
 class ProductIn(serializers.Serializer):
     sku = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     name = serializers.CharField(max_length=200)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("customers", views.CustomerCreateView.as_view(), name="customer-create"),
     path("customers/<int:customer_id>", views.CustomerDetailView.as_view(), name="customer-detail"),
     path("customers/<int:customer_id>/top-ups", views.TopUpView.as_view(), name="customer-top-up"),
+    path("payments/webhook", views.PaymentWebhookView.as_view(), name="payment-webhook"),
     path("products", views.ProductCreateView.as_view(), name="product-create"),
     path("products/<int:product_id>", views.ProductDetailView.as_view(), name="product-detail"),
     path("products/<int:product_id>/restock", views.RestockView.as_view(), name="product-restock"),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from orders import commands, errors, selectors
+from orders import commands, errors, payments, selectors
 from orders.api import serializers as s
 from orders.api.base import (
     COMMAND_HEADERS,
@@ -64,17 +69,27 @@ class CustomerDetailView(StrongReadView):
         return Response(s.CustomerOut(customer).data)
 
 
+class TopUpNotAllowed(exceptions.PermissionDenied):
+    default_detail = (
+        "Crediting a balance is a staff action that needs the top-up permission; "
+        "customers pay in through the payment provider."
+    )
+    default_code = "permission_required"
+
+
 class TopUpView(CommandView):
     @extend_schema(
         request=s.TopUpIn,
         responses={200: s.CustomerOut},
         parameters=[*COMMAND_HEADERS, IF_MATCH_HEADER],
-        summary="Add money to a customer's balance.",
+        summary="Credit a customer's balance (staff with orders.top_up_balance).",
     )
     def post(self, request, customer_id: int):
         return self.run_command(request, customer_id)
 
     def command(self, request, customer_id: int):
+        if not (request.user.is_staff and request.user.has_perm("orders.top_up_balance")):
+            raise TopUpNotAllowed()
         data = s.TopUpIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = commands.top_up_balance(
@@ -83,6 +98,50 @@ class TopUpView(CommandView):
             **data.validated_data,
         )
         return self.committed_response(result, s.CustomerOut(result.value).data)
+
+
+class PaymentWebhookView(APIView):
+    """The payment provider's callback: credits a balance for a signed, fresh, new event."""
+
+    # The signature is the only credential; no session, so no CSRF either.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=s.PaymentEventIn,
+        responses={200: s.PaymentEventOut},
+        parameters=[
+            OpenApiParameter(
+                payments.SIGNATURE_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=True,
+                description=(
+                    "`t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with the "
+                    "shared secret>`. Refused when it does not match or t is more than "
+                    "5 minutes away. A repeated event_id is answered 200 and credits nothing."
+                ),
+            )
+        ],
+        summary="Payment provider callback: credit a customer's balance.",
+    )
+    def post(self, request):
+        # The raw bytes, before any parser: the signature covers exactly what was sent.
+        body = request.body
+        payments.verify(header=request.headers.get(payments.SIGNATURE_HEADER), body=body)
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            raise exceptions.ParseError("The body is not JSON.") from None
+        data = s.PaymentEventIn(data=document if isinstance(document, dict) else {})
+        data.is_valid(raise_exception=True)
+        result = commands.credit_payment(**data.validated_data)
+        event_id = data.validated_data["event_id"]
+        if result is None:
+            return Response({"event_id": event_id, "status": "already_credited"})
+        response = Response({"event_id": event_id, "status": "credited"})
+        response["X-Consistency-Token"] = result.token
+        return response
 
 
 class ProductCreateView(CommandView):
