@@ -110,7 +110,10 @@ class ProductAdmin(CommandAdminMixin, admin.ModelAdmin):
         obj.pk = result.value.pk
         obj.__dict__.update({k: v for k, v in result.value.__dict__.items() if k != "_state"})
 
-    @admin.action(description="Restock selected products by the quantity given")
+    @admin.action(
+        description="Restock selected products by the quantity given",
+        permissions=["change"],
+    )
     def restock(self, request, queryset):
         quantity = request.POST.get("quantity")
         if not quantity or not quantity.isdigit() or int(quantity) < 1:
@@ -179,7 +182,16 @@ class OrderAdmin(admin.ModelAdmin):
         # The change page is a read-only view; changes are the cancel and ship actions.
         return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
 
-    @admin.action(description="Cancel selected orders (releases stock, refunds payments)")
+    def has_manage_orders_permission(self, request):
+        return request.user.has_perm("orders.manage_orders")
+
+    def has_ship_order_permission(self, request):
+        return request.user.has_perm("orders.ship_order")
+
+    @admin.action(
+        description="Cancel selected orders (releases stock, refunds payments)",
+        permissions=["manage_orders"],
+    )
     def cancel(self, request, queryset):
         _report(
             self,
@@ -188,7 +200,7 @@ class OrderAdmin(admin.ModelAdmin):
             [(o, lambda o=o: commands.cancel_order(order_id=o.pk)) for o in queryset],
         )
 
-    @admin.action(description="Ship selected orders")
+    @admin.action(description="Ship selected orders", permissions=["ship_order"])
     def ship(self, request, queryset):
         _report(
             self,

@@ -129,6 +129,11 @@ class Order(models.Model):
                 name="order_shipped_was_paid",
             ),
         ]
+        # Staff act on customers' orders only with these (customers act on their own).
+        permissions = [
+            ("manage_orders", "Can place, pay and cancel orders for any customer"),
+            ("ship_order", "Can mark paid orders shipped"),
+        ]
 
     def __str__(self) -> str:
         return f"order {self.id} ({self.status})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -45,9 +46,18 @@ def lag_chart(samples: list[LagSample], since, now) -> dict:
     return {"lines": lines, "top": top, "width": CHART_WIDTH, "height": CHART_HEIGHT}
 
 
+def _require(request, permission: str) -> None:
+    """Refuse a staff user without `permission` (a 403; staff status alone is not enough)."""
+    if not request.user.has_perm(f"readmodels.{permission}"):
+        raise PermissionDenied(f"This needs the permission readmodels.{permission}.")
+
+
 @admin.register(Checkpoint)
 class ProjectionsAdmin(admin.ModelAdmin):
     """The changelist is the projections dashboard."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("readmodels.view_projections")
 
     def has_add_permission(self, request):
         return False
@@ -71,6 +81,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         return own + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
+        _require(request, "view_projections")
         now = timezone.now()
         since = now - timedelta(hours=1)
         rows = status.segment_statuses()
@@ -88,6 +99,14 @@ class ProjectionsAdmin(admin.ModelAdmin):
                 for name in projectors.PROJECTORS
             },
             "names": list(projectors.PROJECTORS),
+            # Buttons show only for the operations this user may run.
+            "can": {
+                operation: request.user.has_perm(f"readmodels.{operation}")
+                for operation in (
+                    "rebuild_read_model", "reconcile_read_model", "repair_read_model",
+                    "retry_dead_letters",
+                )
+            },
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/readmodels/projections.html", context)
@@ -96,6 +115,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:readmodels_checkpoint_changelist"))
 
     def start_rebuild(self, request, name):
+        _require(request, "rebuild_read_model")
         if request.method != "POST" or name not in projectors.PROJECTORS:
             return self._back()
         from readmodels.tasks import rebuild_read_model
@@ -108,6 +128,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         if request.method != "POST" or name not in projectors.PROJECTORS:
             return self._back()
         repair = request.POST.get("repair") == "1"
+        _require(request, "repair_read_model" if repair else "reconcile_read_model")
         report = reconcile.reconcile(name, repair=repair)
         s = report.summary()
         self.message_user(
@@ -119,6 +140,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         return self._back()
 
     def retry_dead_letters(self, request, name):
+        _require(request, "retry_dead_letters")
         if request.method != "POST":
             return self._back()
         letters = DeadLetter.objects.filter(projector=name, status=DeadLetterStatus.DEAD)
@@ -152,12 +174,21 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def short_error(self, obj):
         return format_html("<code>{}</code>", obj.error[:120])
 
-    @admin.action(description="Retry selected dead letters (re-project their aggregates)")
+    def has_retry_dead_letters_permission(self, request):
+        return request.user.has_perm("readmodels.retry_dead_letters")
+
+    def has_discard_dead_letters_permission(self, request):
+        return request.user.has_perm("readmodels.discard_dead_letters")
+
+    @admin.action(
+        description="Retry selected dead letters (re-project their aggregates)",
+        permissions=["retry_dead_letters"],
+    )
     def retry(self, request, queryset):
         done = sum(1 for letter in queryset if deadletters.retry(letter))
         self.message_user(request, f"{done} of {queryset.count()} resolved.")
 
-    @admin.action(description="Discard selected dead letters")
+    @admin.action(description="Discard selected dead letters", permissions=["discard_dead_letters"])
     def discard(self, request, queryset):
         for letter in queryset:
             deadletters.discard(letter)

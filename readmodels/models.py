@@ -32,6 +32,16 @@ class Checkpoint(models.Model):
         ordering = ["projector", "segment"]
         verbose_name = "projection"
         verbose_name_plural = "projections"
+        # The projections page and each operation on the read side, granted one by one
+        # (the "operators" group has them all).
+        permissions = [
+            ("view_projections", "Can see the projections page"),
+            ("rebuild_read_model", "Can rebuild a read model"),
+            ("reconcile_read_model", "Can reconcile a read model"),
+            ("repair_read_model", "Can repair a read model's differences"),
+            ("retry_dead_letters", "Can retry dead letters"),
+            ("discard_dead_letters", "Can discard dead letters"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.projector}[{self.segment}/{self.segments}] @ ({self.xid}, {self.position})"

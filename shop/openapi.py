@@ -28,13 +28,14 @@ ERROR_SCHEMA = {
 
 ERRORS = {
     "400": "Invalid input (see `fields`), a bad token or a bad parameter.",
-    "401": "Not logged in.",
-    "403": "Not allowed (for example staff only).",
+    "401": "Not logged in (or, for the payment callback, not signed).",
+    "403": "Not allowed: staff only, or a permission the login does not have.",
     "404": "Not found, or not yours.",
     "405": "Method not allowed.",
     "406": "Cannot produce the requested content type.",
     "409": "Refused by a business rule (insufficient_stock, insufficient_balance, ...).",
     "412": "If-Match does not match the current version.",
+    "413": "The request body is too large.",
     "415": "Unsupported content type: send JSON.",
     "422": "Idempotency-Key reused with a different request.",
     "503": "A store or the database is unavailable; retry after Retry-After.",

@@ -73,17 +73,41 @@ def _client_for(user) -> APIClient:
     return client
 
 
+def shipped_groups() -> dict[str, list[str]]:
+    """The staff groups the migrations create: name -> permission labels."""
+    import importlib
+
+    groups: dict[str, list[str]] = {}
+    for module in (
+        "orders.migrations.0004_order_permissions_and_staff_groups",
+        "readmodels.migrations.0005_operator_permissions_and_group",
+    ):
+        groups.update(importlib.import_module(module).GROUPS)
+    return groups
+
+
+def shipped_group(name: str):
+    """The group as its migration made it (made again if a transactional test's flush
+    emptied the table)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for label in shipped_groups()[name]:
+            app_label, codename = label.split(".")
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+    return group
+
+
 @pytest.fixture
 def staff_user():
-    """A back-office user with the powers the API's staff tests exercise."""
-    from django.contrib.auth.models import Permission
-
+    """A back-office user in every shipped group: all the powers staff tests exercise."""
     user = get_user_model().objects.create_user(
         username=f"staff{_n()}", password="x", is_staff=True
     )
-    user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="orders", codename="top_up_balance")
-    )
+    user.groups.add(*[shipped_group(name) for name in shipped_groups()])
     return user
 
 

@@ -16,6 +16,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from orders import commands
+from tests.conftest import shipped_group, shipped_groups
 from tests.readside import project_all
 from tests.servers import uvicorn_server
 
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_schemathesis_finds_no_server_errors_and_no_schema_violations(read_models, tmp_path):
     staff = get_user_model().objects.create_user("fuzz-staff", password="x", is_staff=True)
+    # Every staff power, so the examples reach past the permission checks.
+    staff.groups.add(*[shipped_group(name) for name in shipped_groups()])
     token = Token.objects.create(user=staff)
     customer = commands.register_customer(email="fuzz@example.com", name="Fuzz").value
     commands.top_up_balance(customer_id=customer.pk, amount_cents=100_000)

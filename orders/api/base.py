@@ -87,19 +87,35 @@ class StaffOnly(exceptions.PermissionDenied):
     default_code = "staff_only"
 
 
+class PermissionRequired(exceptions.PermissionDenied):
+    default_detail = "Your login does not have the permission this needs."
+    default_code = "permission_required"
+
+
+def require_staff_permission(request, permission: str) -> None:
+    """Refuse anyone but staff holding `permission` (given directly or by a group)."""
+    if not request.user.is_staff:
+        raise StaffOnly()
+    if not request.user.has_perm(permission):
+        raise PermissionRequired(f"This needs the permission {permission}.")
+
+
 class ShopView(APIView):
-    def acting_customer(self, request) -> Customer | None:
-        """Return the caller's customer, or None for staff, who may act for anyone."""
+    def acting_customer(self, request, staff_permission: str) -> Customer | None:
+        """Return the caller's customer, or None for staff holding `staff_permission`.
+
+        Staff act for any customer, but only in what their permissions allow.
+        """
         if request.user.is_staff:
+            require_staff_permission(request, staff_permission)
             return None
         customer = selectors.customer_for_user(user=request.user)
         if customer is None:
             raise NotACustomer()
         return customer
 
-    def require_staff(self, request) -> None:
-        if not request.user.is_staff:
-            raise StaffOnly()
+    def require_staff(self, request, permission: str) -> None:
+        require_staff_permission(request, permission)
 
 
 class StrongReadView(ShopView):

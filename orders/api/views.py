@@ -25,9 +25,9 @@ from orders.api.base import (
 STRONG = "Consistency: **strong** (read from PostgreSQL, the write model)."
 
 
-def _own_customer_id(view, request, customer_id: int) -> int:
+def _own_customer_id(view, request, customer_id: int, staff_permission: str) -> int:
     """Return customer_id if the caller may act for that customer, else 404."""
-    customer = view.acting_customer(request)
+    customer = view.acting_customer(request, staff_permission)
     if customer is not None and customer.pk != customer_id:
         raise errors.NotFound("No such customer.")
     return customer_id
@@ -53,6 +53,7 @@ class CustomerCreateView(CommandView):
         data = s.CustomerIn(data=request.data)
         data.is_valid(raise_exception=True)
         if request.user.is_staff:
+            self.require_staff(request, "orders.add_customer")
             result = commands.register_customer(**data.validated_data)
         else:
             result = commands.register_customer(**data.validated_data, user=request.user)
@@ -62,7 +63,7 @@ class CustomerCreateView(CommandView):
 class CustomerDetailView(StrongReadView):
     @extend_schema(responses={200: s.CustomerOut}, parameters=STRONG_READ_HEADERS, description=STRONG)
     def get(self, request, customer_id: int):
-        _own_customer_id(self, request, customer_id)
+        _own_customer_id(self, request, customer_id, "orders.view_customer")
         customer = selectors.get_customer(customer_id=customer_id)
         if customer is None:
             raise errors.NotFound("No such customer.")
@@ -93,7 +94,7 @@ class TopUpView(CommandView):
         data = s.TopUpIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = commands.top_up_balance(
-            customer_id=_own_customer_id(self, request, customer_id),
+            customer_id=_own_customer_id(self, request, customer_id, "orders.top_up_balance"),
             expected_version=expected_version(request),
             **data.validated_data,
         )
@@ -157,7 +158,7 @@ class ProductCreateView(CommandView):
         return self.run_command(request)
 
     def command(self, request):
-        self.require_staff(request)
+        self.require_staff(request, "orders.add_product")
         data = s.ProductIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = commands.create_product(**data.validated_data)
@@ -188,7 +189,7 @@ class ProductDetailView(CommandView, StrongReadView):
         return self.run_command(request, product_id)
 
     def command(self, request, product_id: int):
-        self.require_staff(request)
+        self.require_staff(request, "orders.change_product")
         data = s.ProductPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = commands.update_product(
@@ -210,7 +211,7 @@ class RestockView(CommandView):
         return self.run_command(request, product_id)
 
     def command(self, request, product_id: int):
-        self.require_staff(request)
+        self.require_staff(request, "orders.change_product")
         data = s.RestockIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = commands.restock_product(
@@ -236,12 +237,14 @@ class OrderCreateView(CommandView):
     def command(self, request):
         data = s.OrderIn(data=request.data)
         data.is_valid(raise_exception=True)
-        customer = self.acting_customer(request)
+        customer = self.acting_customer(request, "orders.manage_orders")
         customer_id = data.validated_data.get("customer_id")
         if customer is None and customer_id is None:
             raise errors.ShopError("Staff must name the customer_id.", code="customer_required")
         if customer is not None:
-            customer_id = _own_customer_id(self, request, customer_id or customer.pk)
+            customer_id = _own_customer_id(
+                self, request, customer_id or customer.pk, "orders.manage_orders"
+            )
         result = commands.place_order(
             customer_id=customer_id,
             lines=[commands.LineRequest(**line) for line in data.validated_data["lines"]],
@@ -252,7 +255,7 @@ class OrderCreateView(CommandView):
 class OrderDetailView(StrongReadView):
     @extend_schema(responses={200: s.OrderOut}, parameters=STRONG_READ_HEADERS, description=STRONG)
     def get(self, request, order_id):
-        customer = self.acting_customer(request)
+        customer = self.acting_customer(request, "orders.view_order")
         order = selectors.get_order(order_id=order_id)
         if order is None or (customer is not None and order.customer_id != customer.pk):
             raise errors.NotFound("No such order.")
@@ -261,12 +264,13 @@ class OrderDetailView(StrongReadView):
 
 class _OrderTransitionView(CommandView):
     staff_only = False
+    staff_permission = "orders.manage_orders"
     run = None
 
     def command(self, request, order_id):
         if self.staff_only:
-            self.require_staff(request)
-        customer = self.acting_customer(request)
+            self.require_staff(request, self.staff_permission)
+        customer = self.acting_customer(request, self.staff_permission)
         result = self.run(
             order_id=order_id,
             owner_id=None if customer is None else customer.pk,
@@ -275,7 +279,10 @@ class _OrderTransitionView(CommandView):
         return self.committed_response(result, _order_body(result.value.pk))
 
 
-def _transition_view(name: str, action, summary: str, staff_only: bool = False):
+def _transition_view(
+    name: str, action, summary: str, staff_only: bool = False,
+    staff_permission: str = "orders.manage_orders",
+):
     class View(_OrderTransitionView):
         @extend_schema(
             request=None,
@@ -288,6 +295,7 @@ def _transition_view(name: str, action, summary: str, staff_only: bool = False):
 
     View.run = staticmethod(action)
     View.staff_only = staff_only
+    View.staff_permission = staff_permission
     View.__name__ = View.__qualname__ = name
     return View
 
@@ -301,5 +309,9 @@ OrderCancelView = _transition_view(
     "Cancel a pending or paid order: stock is released and a payment refunded.",
 )
 OrderShipView = _transition_view(
-    "OrderShipView", commands.ship_order, "Mark a paid order as shipped (staff).", staff_only=True
+    "OrderShipView",
+    commands.ship_order,
+    "Mark a paid order as shipped (staff with orders.ship_order).",
+    staff_only=True,
+    staff_permission="orders.ship_order",
 )

@@ -11,7 +11,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from orders.api.base import StaffOnly
+from orders.api.base import require_staff_permission
 from orders.models import OrderStatus
 from readmodels import projectors, queries
 from readmodels.api.consistency import (
@@ -26,15 +26,20 @@ class NotFound(exceptions.NotFound):
 
 
 def _require_staff(request):
-    if not request.user.is_staff:
-        raise StaffOnly()
+    """Staff reading across customers need the permission to see any order."""
+    require_staff_permission(request, "orders.view_order")
+
+
+def _sees_every_customer(request) -> bool:
+    return request.user.is_staff and request.user.has_perm("orders.view_order")
 
 
 def _owned(request, document: dict | None) -> dict:
-    """Return the document if the caller may see it (staff, or its customer), else 404."""
+    """Return the document if the caller may see it (its customer, or staff allowed to
+    see any order), else 404."""
     if document is None:
         raise NotFound("Not found (or not yet visible in this view).")
-    if not request.user.is_staff and document.get("user_id") != request.user.pk:
+    if document.get("user_id") != request.user.pk and not _sees_every_customer(request):
         raise NotFound("Not found (or not yet visible in this view).")
     return document
 
@@ -115,7 +120,7 @@ class CustomerOrdersView(ProjectedReadView):
     def read(self, request, customer_id: int):
         params = CustomerOrdersIn(data=request.query_params)
         params.is_valid(raise_exception=True)
-        if not request.user.is_staff:
+        if not _sees_every_customer(request):
             # Ownership from the customer's own projected documents, not the write tables.
             dashboard = queries.customer_dashboard(customer_id)
             owner = dashboard[1].get("user_id") if dashboard else None
