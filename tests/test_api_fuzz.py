@@ -52,7 +52,9 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(read_model
     slos = {f"SLO_SECONDS_{name.upper()}": "3600" for name in
             ["products_search", "orders_search", "order_summary", "customer_dashboard",
              "order_stats"]}
-    with uvicorn_server(**slos) as port:
+    # With a webhook secret the payment callback checks signatures (401), as deployed;
+    # without one it would answer 503 payments_not_configured to every example.
+    with uvicorn_server(**slos, PAYMENT_WEBHOOK_SECRET="fuzz-webhook-secret") as port:
         result = subprocess.run(
             [
                 binary, "run", f"http://127.0.0.1:{port}/api/schema/",
