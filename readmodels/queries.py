@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from readmodels.stores import es, redis_store
 
+# Elasticsearch's index.max_result_window (the default, which the indices keep): a
+# from/size search may not reach past this many hits. Deeper pages need search_after.
+MAX_RESULT_WINDOW = 10_000
+
 PRODUCT_SORTS = {
     "relevance": ["_score", {"product_id": "asc"}],
     "price_asc": [{"price_cents": "asc"}, {"product_id": "asc"}],

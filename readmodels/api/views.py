@@ -43,6 +43,23 @@ def _public(document: dict) -> dict:
     return {k: v for k, v in document.items() if k != "user_id"}
 
 
+def _within_result_window(attrs: dict) -> dict:
+    """Refuse a page Elasticsearch cannot serve (from + size past max_result_window)."""
+    if attrs["page"] * attrs["page_size"] > queries.MAX_RESULT_WINDOW:
+        raise serializers.ValidationError(
+            {
+                "page": [
+                    exceptions.ErrorDetail(
+                        f"page * page_size may be at most {queries.MAX_RESULT_WINDOW}; "
+                        "narrow the search instead of paging this deep.",
+                        code="result_window_exceeded",
+                    )
+                ]
+            }
+        )
+    return attrs
+
+
 class ProductSearchIn(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     category = serializers.CharField(required=False, max_length=100)
@@ -52,6 +69,9 @@ class ProductSearchIn(serializers.Serializer):
     sort = serializers.ChoiceField(choices=sorted(queries.PRODUCT_SORTS), default="relevance")
     page = serializers.IntegerField(required=False, min_value=1, max_value=500, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+    def validate(self, attrs):
+        return _within_result_window(attrs)
 
 
 class ProductSearchView(ProjectedReadView):
@@ -136,6 +156,9 @@ class OrderSearchIn(serializers.Serializer):
     q = serializers.CharField(max_length=200)
     page = serializers.IntegerField(required=False, min_value=1, max_value=500, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+
+    def validate(self, attrs):
+        return _within_result_window(attrs)
 
 
 class OrderSearchView(ProjectedReadView):
