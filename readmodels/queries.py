@@ -115,9 +115,17 @@ def _order(source: dict) -> dict:
 
 
 def customer_orders(
-    *, customer_id: int, status: str | None, page_size: int, search_after: list | None
+    *,
+    customer_id: int,
+    status: str | None,
+    page_size: int,
+    search_after: list | None,
+    user_id: int | None = None,
 ) -> dict:
+    """A customer's orders, newest first; only those of `user_id` when it is given."""
     filters: list[dict] = [{"term": {"customer_id": customer_id}}]
+    if user_id is not None:
+        filters.append({"term": {"user_id": user_id}})
     if status:
         filters.append({"term": {"status": status}})
     body = {
