@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import zoneinfo
 from datetime import timedelta
 
 from django.utils import timezone
@@ -181,14 +183,29 @@ class OrderSearchView(ProjectedReadView):
         return Response(queries.search_orders(**params.validated_data))
 
 
+@functools.cache
+def _time_zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 class OrderStatsIn(serializers.Serializer):
     # `from` is a Python keyword, so the fields are renamed in validate().
     interval = serializers.ChoiceField(choices=["hour", "day", "week", "month"], default="day")
+    time_zone = serializers.CharField(required=False, max_length=64, default="UTC")
+
+    def validate_time_zone(self, value):
+        if value not in _time_zone_names():
+            raise serializers.ValidationError(
+                "must be an IANA time zone name, such as UTC or Europe/Berlin",
+                code="unknown_time_zone",
+            )
+        return zoneinfo.ZoneInfo(value)
 
     def validate(self, attrs):
         raw = self.initial_data
         now = timezone.now()
-        field = serializers.DateTimeField()
+        # A from/to without an offset is a wall-clock time in the requested zone.
+        field = serializers.DateTimeField(default_timezone=attrs["time_zone"])
         try:
             attrs["start"] = field.to_internal_value(raw["from"]) if raw.get("from") else (
                 now - timedelta(days=30)
@@ -216,6 +233,10 @@ class OrderStatsView(ProjectedReadView):
             OpenApiParameter("from", str, description="ISO 8601 start (default: 30 days ago)"),
             OpenApiParameter("to", str, description="ISO 8601 end, exclusive (default: now)"),
             OpenApiParameter("interval", str, enum=["hour", "day", "week", "month"]),
+            OpenApiParameter(
+                "time_zone", str,
+                description="IANA zone the buckets follow, e.g. Europe/Berlin (default UTC)",
+            ),
             *projected_parameters(),
         ],
         description=eventual_description("order_stats", "Elasticsearch", "unavailable"),
@@ -232,8 +253,8 @@ class OrderStatsView(ProjectedReadView):
         data = params.validated_data
         return Response(
             queries.order_stats(
-                start=data["start"].isoformat(), end=data["end"].isoformat(),
-                interval=data["interval"],
+                start=data["start"], end=data["end"], interval=data["interval"],
+                time_zone=data["time_zone"],
             )
         )
 
