@@ -154,7 +154,12 @@ class Command(BaseCommand):
             for kind, keys in s["examples"].items():
                 if keys:
                     self.stdout.write(f"  {kind}: {', '.join(keys)}")
-            dirty = dirty or (report.differences and not options["repair"])
+            if report.needs_rebuild:
+                self.stderr.write(report.advice)
+            # A repair fixes missing, behind and stray documents, never ahead ones.
+            dirty = dirty or report.needs_rebuild or (
+                report.differences and not options["repair"]
+            )
         if dirty:
             sys.exit(1)
 
