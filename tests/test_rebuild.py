@@ -125,3 +125,59 @@ def test_rebuild_resumes_after_a_crash(read_models, make_customer):
     assert resumed.status == RebuildStatus.DONE
     assert resumed.copied == 7
     assert view_docs("customer_dashboard") == fresh_docs("customer_dashboard")
+
+
+def test_retention_keeps_the_rows_an_unfinished_rebuild_still_has_to_catch_up(
+    read_models, settings, make_product
+):
+    """A rebuild stopped mid-copy and resumed after the retention period misses nothing."""
+    from orders.models import OutboxMessage
+    from readmodels.operations import retention
+
+    settings.READMODELS = {**settings.READMODELS, "OUTBOX_RETENTION_DAYS": 1}
+    products = [make_product(stock=5) for _ in range(4)]
+    project_all()
+    projector = projectors.get("products_search")
+    original = projector.documents_by_key
+    calls = {"n": 0}
+
+    def crash_after_one_batch(keys):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("worker died")
+        return original(keys)
+
+    projector.documents_by_key = crash_after_one_batch
+    try:
+        with pytest.raises(RuntimeError):
+            rebuild.rebuild("products_search", batch_size=2, grace_seconds=0)
+    finally:
+        del projector.documents_by_key
+    stopped = Rebuild.objects.get(projector="products_search", status=RebuildStatus.COPYING)
+    assert stopped.copied == 2
+
+    # A product the rebuild has already copied changes; every live projector passes it.
+    first = min(products, key=lambda p: p.pk)
+    commands.restock_product(product_id=first.pk, quantity=7)
+    project_all()
+    restock_rows = set(
+        OutboxMessage.objects.filter(
+            aggregate_type="product", aggregate_id=str(first.pk), xid__gt=stopped.caught_up_xid
+        ).values_list("position", flat=True)
+    )
+    assert restock_rows
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OutboxMessage._meta.db_table} SET created_at = now() - interval '2 days'"
+        )
+
+    retention.purge()
+    remaining = set(OutboxMessage.objects.values_list("position", flat=True))
+    assert restock_rows <= remaining
+
+    resumed = rebuild.rebuild("products_search", batch_size=2, grace_seconds=0)
+    assert resumed.pk == stopped.pk and resumed.status == RebuildStatus.DONE
+    assert view_docs("products_search") == fresh_docs("products_search")
+    # Finished: nothing holds those rows any more.
+    retention.purge()
+    assert not restock_rows & set(OutboxMessage.objects.values_list("position", flat=True))
