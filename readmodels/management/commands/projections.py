@@ -130,6 +130,13 @@ class Command(BaseCommand):
                 )
             except StoreUnavailable as exc:
                 raise CommandError(f"store unavailable: {exc}; run again to resume") from exc
+            except rebuild.LiveProjectorBusy as exc:
+                raise CommandError(
+                    f"{exc}; the old generation keeps serving and the rebuild resumes by "
+                    "itself (a Celery worker runs it), or run again"
+                ) from exc
+            except (rebuild.RebuildRunning, rebuild.CheckpointsAhead) as exc:
+                raise CommandError(str(exc)) from exc
             seconds = (run.finished_at - run.started_at).total_seconds()
             self.stdout.write(
                 f"\n  done: generation {run.generation}, {run.copied} documents in "
