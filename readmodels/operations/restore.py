@@ -18,7 +18,9 @@ name old-cluster positions too. The procedure:
    projector held, its checkpoints are reset to where the new generation has caught
    up to, and its progress in Redis is replaced, so lag is measured afresh.
 
-Safe to run again if it stops half-way; commands and workers may keep running.
+Safe to run again if it stops half-way, and safe while commands and workers run; but
+until it finishes, the restored checkpoints lie ahead of every new command, so run it
+before starting them.
 """
 
 from __future__ import annotations
