@@ -496,6 +496,18 @@ def test_api_permission_matrix(server, read_models, make_customer, make_product,
                 expected = STAFF_REFUSAL.get(endpoint, (403, "permission_required"))
                 ok = got == expected
             seen[(endpoint, actor)] = (got, expected, ok)
+    # A customer's order history: another's answers an empty one (it tells nothing),
+    # to staff without the permission too; support sees it.
+    project_all()
+    for actor, headers in actors.items():
+        answer = call(server, "GET", f"/api/customers/{bob.pk}/orders", headers=headers)
+        if actor == "anonymous":
+            got, expected = (answer.status, answer.code), (401, "not_authenticated")
+        else:
+            ids = [o["order_id"] for o in answer.json()["results"]] if answer.status == 200 else []
+            got = (answer.status, str(bobs_order.pk) in ids)
+            expected = (200, actor == "support")
+        seen[("customer's order history", actor)] = (got, expected, got == expected)
     wrong = {key: value[:2] for key, value in seen.items() if not value[2]}
     assert not wrong, "\n".join(f"{k}: got {v[0]}, expected {v[1]}" for k, v in wrong.items())
 
