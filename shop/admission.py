@@ -16,11 +16,14 @@ such as the session's, where Django would otherwise answer a plain 500.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
-from contextlib import contextmanager
+import time
+from contextlib import asynccontextmanager
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.signals import got_request_exception
 from django.http import JsonResponse
@@ -62,14 +65,39 @@ class Admission:
         self.max_reads = min(max_reads or settings.WEB_MAX_READS, self.max_requests)
         self.retry_after = str(settings.WEB_RETRY_AFTER_SECONDS)
         self.in_flight = 0
+        self._released: asyncio.Event | None = None
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self._released is not None:
+            # Wake the readers waiting for a place; each checks again.
+            self._released.set()
+            self._released = None
+
+    async def reenter(self, deadline: float) -> bool:
+        """Take a read's place for a request that waited, waiting for one until `deadline`."""
+        while self.in_flight >= self.max_reads:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._released is None:
+                self._released = asyncio.Event()
+            released = self._released
+            try:
+                async with asyncio.timeout(remaining):
+                    await released.wait()
+            except TimeoutError:
+                return False
+        self.in_flight += 1
+        return True
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
         limit = self.max_reads if scope["method"] in READ_METHODS else self.max_requests
         if self.in_flight >= limit:
-            _record_shed(scope["method"])
-            return await self._refuse(send)
+            record_shed(scope["method"])
+            return await refuse(send, self.retry_after)
         ticket = Ticket(self)
         scope[SCOPE_KEY] = ticket
         self.in_flight += 1
@@ -78,20 +106,34 @@ class Admission:
         finally:
             ticket.release()
 
-    async def _refuse(self, send):
-        body = overloaded_body()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", self.retry_after.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def refuse(send, retry_after: str | None = None) -> None:
+    """Answer 503 overloaded on an ASGI `send`, before anything else was done."""
+    body = overloaded_body()
+    retry_after = retry_after or str(settings.WEB_RETRY_AFTER_SECONDS)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", retry_after.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def overloaded_response() -> JsonResponse:
+    response = JsonResponse(json.loads(overloaded_body()), status=503)
+    response["Retry-After"] = str(settings.WEB_RETRY_AFTER_SECONDS)
+    return response
+
+
+class Overloaded(Exception):
+    """A waiting request found no place again within its allowance."""
 
 
 class Ticket:
@@ -104,37 +146,45 @@ class Ticket:
     def release(self) -> None:
         if self.held:
             self.held = False
-            self.admission.in_flight -= 1
+            self.admission.release()
 
-    @contextmanager
-    def parked(self):
-        """Give the place back for the duration of a wait, and take it again after.
+    @asynccontextmanager
+    async def parked(self, allowance: float):
+        """Give the place back for the duration of a wait, and take a read's place after.
 
-        Taking it again is never refused: the request was admitted and has waited. The
-        count may then pass the limit for a moment, and new arrivals are refused.
+        The place is taken again like a new read's, so that readers whose waits end
+        together never push the process past its limits (commands keep their margin);
+        a reader that finds none within `allowance` seconds gets Overloaded.
         """
         was_held = self.held
         self.release()
-        try:
-            yield
-        finally:
-            if was_held and not self.held:
-                self.held = True
-                self.admission.in_flight += 1
+        yield
+        if was_held:
+            if not await self.admission.reenter(time.monotonic() + allowance):
+                record_shed("GET")
+                raise Overloaded()
+            self.held = True
 
 
-@contextmanager
-def parked(request):
+@asynccontextmanager
+async def parked(request, allowance: float):
     """Hand back the request's admission place while it waits (no-op outside ASGI)."""
-    ticket = getattr(request, "scope", {}).get(SCOPE_KEY) if hasattr(request, "scope") else None
+    ticket = request.scope.get(SCOPE_KEY) if hasattr(request, "scope") else None
     if ticket is None:
         yield
         return
-    with ticket.parked():
+    async with ticket.parked(allowance):
         yield
 
 
-def _record_shed(method: str, reason: str = "overloaded") -> None:
+def leave(request) -> None:
+    """Stop counting this request as in flight (a stream that now only waits)."""
+    ticket = request.scope.get(SCOPE_KEY) if hasattr(request, "scope") else None
+    if ticket is not None:
+        ticket.release()
+
+
+def record_shed(method: str, reason: str = "overloaded") -> None:
     SHED.labels("read" if method in READ_METHODS else "command", reason).inc()
 
 
@@ -157,7 +207,7 @@ def is_database_busy(exc: BaseException | None) -> bool:
 
 def database_busy_response(request=None) -> JsonResponse:
     if request is not None:
-        _record_shed(request.method, "database_busy")
+        record_shed(request.method, "database_busy")
     response = JsonResponse(
         {
             "error": {
@@ -188,14 +238,24 @@ got_request_exception.connect(_note_database_busy, dispatch_uid="shop.admission.
 class DatabaseBusyMiddleware:
     """Outermost Django middleware: a 500 caused by a pool timeout becomes 503 database_busy."""
 
+    # Async-capable, so that it holds no thread while a projected read waits.
     sync_capable = True
-    async_capable = False
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        response = self.get_response(request)
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        return self._checked(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self._checked(request, await self.get_response(request))
+
+    def _checked(self, request, response):
         if response.status_code == 500 and getattr(request, _BUSY_ATTR, False):
             logger.warning("no database connection within the pool timeout: %s", request.path)
             return database_busy_response(request)

@@ -14,9 +14,11 @@ os.environ.setdefault("DATABASE_APPLICATION_NAME", "shop-web")
 from django.conf import settings  # noqa: E402  (after the environment defaults above)
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-from shop.admission import Admission  # noqa: E402
-
 application = get_asgi_application()
+
+# After Django's set-up: these import models.
+from readmodels.api.consistency import EarlyTokenWaits  # noqa: E402
+from shop.admission import Admission  # noqa: E402
 
 if settings.DEBUG:
     # Local runs serve the admin's static files; deployments put a web server in front.
@@ -24,4 +26,6 @@ if settings.DEBUG:
 
     application = ASGIStaticFilesHandler(application)
 
-application = Admission(application)
+# Admission first: a request over the limit is refused before anything else; a token
+# read waits next, before Django gives the request a thread.
+application = Admission(EarlyTokenWaits(application))

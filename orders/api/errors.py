@@ -15,7 +15,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from shop.admission import is_database_busy
+from shop.admission import is_database_busy, record_shed
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ def exception_handler(exc, context):
         # The pool had no free connection within its timeout: the database is up but
         # every connection of this process is in use; the request did nothing.
         logger.warning("no database connection within the pool timeout: %s", exc)
+        request = context.get("request")
+        record_shed(request.method if request is not None else "GET", "database_busy")
         return error_response(
             "database_busy",
             "Every database connection is busy; nothing was changed. Retry shortly.",

@@ -7,10 +7,13 @@ Retry-After. Every answer says how fresh it is in headers.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from prometheus_client import Counter
@@ -23,7 +26,7 @@ from readmodels import config
 from readmodels.pipeline import progress
 from readmodels.pipeline.progress import ReadModelState
 from readmodels.stores import StoreUnavailable, read_deadline
-from shop.admission import parked
+from shop.admission import Overloaded, overloaded_response, parked, refuse
 
 WAITS_REFUSED = Counter(
     "shop_token_waits_refused_total",
@@ -154,6 +157,8 @@ class Prepared:
     reached: bool | None = None
     state: ReadModelState | None = None  # None: the store did not answer in time
     waited_ms: int | None = None
+    # The wait ended and the process was full: answer 503 overloaded, do nothing more.
+    overloaded: bool = False
 
 
 async def prepare(read_model: str, request) -> Prepared:
@@ -182,14 +187,61 @@ async def prepare(read_model: str, request) -> Prepared:
             current = await waiting.state(read_model, started + allowance)
             reached = current.covers(token)
         else:
-            with parked(request):
+            async with parked(request, allowance):
                 reached, current = await waiting.wait_for(
                     read_model, token, started + max_wait_ms / 1000
                 )
     except StoreUnavailable:
         return Prepared(token=token)
+    except Overloaded:
+        return Prepared(token=token, overloaded=True)
     waited_ms = int((time.monotonic() - started) * 1000)
     return Prepared(token=token, reached=reached, state=current, waited_ms=waited_ms)
+
+
+PREPARED_KEY = "shop.projected_read"
+
+
+class EarlyTokenWaits:
+    """ASGI middleware: a projected read's token wait, before Django takes the request.
+
+    Django runs each request's synchronous parts (most middleware, the DRF view) on a
+    thread made for that request, which then lives as long as the request. Waiting here,
+    before Django, means a waiting reader has no thread at all yet. Only GET requests
+    that carry a token and resolve to a projected read are held; the outcome travels to
+    the view in the ASGI scope.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and _has_token(scope):
+            read_model = _projected_read_model(scope)
+            if read_model is not None:
+                request = ASGIRequest(scope, io.BytesIO())
+                prepared = scope[PREPARED_KEY] = await prepare(read_model, request)
+                if prepared.overloaded:
+                    return await refuse(send)
+        return await self.app(scope, receive, send)
+
+
+def _has_token(scope) -> bool:
+    return b"consistency_token" in scope.get("query_string", b"") or any(
+        name == b"x-consistency-token" for name, _ in scope.get("headers", ())
+    )
+
+
+def _projected_read_model(scope) -> str | None:
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    return getattr(match.func, "projected_read_model", None)
 
 
 def projected(view_class):
@@ -203,13 +255,19 @@ def projected(view_class):
     run = sync_to_async(drf_view)
 
     async def view(request, *args, **kwargs):
-        request.projected_read = await prepare(view_class.read_model, request)
+        prepared = getattr(request, "scope", {}).get(PREPARED_KEY)
+        if prepared is None:
+            prepared = await prepare(view_class.read_model, request)
+        if prepared.overloaded:
+            return overloaded_response()
+        request.projected_read = prepared
         return await run(request, *args, **kwargs)
 
     # What Django, DRF and drf-spectacular look for on a DRF view function.
     view.cls = drf_view.cls
     view.initkwargs = drf_view.initkwargs
     view.csrf_exempt = True
+    view.projected_read_model = view_class.read_model
     view.__name__ = drf_view.__name__
     view.__doc__ = drf_view.__doc__
     return view

@@ -22,6 +22,7 @@ from readmodels import projectors
 from readmodels.api.consistency import InvalidMaxWait, parse_max_wait_ms
 from readmodels.pipeline import progress
 from readmodels.stores import StoreUnavailable
+from shop.admission import leave
 
 DEFAULT_WAIT_MS = 10_000
 MAX_WAIT_MS = 60_000
@@ -86,6 +87,9 @@ async def consistency_stream(request):
             for task in waits:
                 task.cancel()
 
+    # From here on the stream only waits: it counts among the waiting readers, not
+    # among the requests in flight.
+    leave(request)
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
