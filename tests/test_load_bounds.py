@@ -279,3 +279,38 @@ def test_over_the_admission_limit_answers_overloaded_and_a_retry_runs_once(
     assert retry_later[0] == 200 and retry_later[1].get("Idempotent-Replayed") == "true"
     # 500 once, 7 once: the refused retry did nothing and the replay ran nothing.
     assert Customer.objects.get(pk=customer.pk).balance_cents == 507
+
+
+def test_beyond_the_waiting_readers_bound_a_token_read_answers_at_once(
+    read_models, make_customer, make_product
+):
+    from django.conf import settings
+
+    customer = make_customer(balance_cents=100_000)
+    order = commands.place_order(
+        customer_id=customer.pk, lines=[commands.LineRequest(make_product().pk, 1)]).value
+    project_all()
+    paid = commands.pay_order(order_id=order.pk)  # no projector runs: the reads wait
+    summary = f"/api/orders/{order.pk}/summary?max_wait_ms=10000"
+    # A lag SLO this test cannot pass: the answer is the view's, never the fallback.
+    with server(READMODELS_MAX_WAITING_READERS=1, SLO_SECONDS_ORDER_SUMMARY=3600) as (port, pg):
+        client = Http(port, _token_for(customer))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(client.call, "GET", summary, None,
+                                {"X-Consistency-Token": paid.token})
+            wait_until(lambda: _waiting_subscription(settings.READMODELS["NAMESPACE"]),
+                       timeout=60, message="the first token read did not start waiting")
+            # The process holds its one waiting reader: the next read does not wait.
+            status, headers, body = client.call("GET", summary,
+                                                headers={"X-Consistency-Token": paid.token})
+            first_still_waiting = not first.done()
+            stream = client.call(
+                "GET", f"/api/consistency/stream?token={paid.token}&views=order_summary")
+            first.result(timeout=120)
+    assert first_still_waiting, "the first read answered before the bound was tested"
+    assert status == 200, body
+    assert headers["X-Consistency"] == "eventual"
+    assert headers["X-Stale"] == "true"
+    assert body["status"] == "pending"  # the view's (old) state, honestly labelled
+    assert stream[0] == 503 and stream[2]["error"]["code"] == "overloaded"
+    assert stream[1]["Retry-After"]
