@@ -55,7 +55,9 @@ class Http:
                          headers=sent)
             response = conn.getresponse()
             raw = response.read()
-            return response.status, response.headers, json.loads(raw or b"null")
+            if response.headers.get("Content-Type", "").startswith("application/json"):
+                return response.status, response.headers, json.loads(raw)
+            return response.status, response.headers, raw.decode(errors="replace")
         finally:
             conn.close()
 
