@@ -162,6 +162,19 @@ class Prepared:
 
 
 async def prepare(read_model: str, request) -> Prepared:
+    """The token wait of a projected read (see _prepare), on the right Waiting."""
+    if hasattr(request, "scope"):
+        return await _prepare(read_model, request, progress.waiting())
+    # Not under ASGI: this event loop was made for this request and ends with it, so
+    # its Redis connections must not outlive it.
+    waiting = progress.Waiting()
+    try:
+        return await _prepare(read_model, request, waiting)
+    finally:
+        await waiting.close()
+
+
+async def _prepare(read_model: str, request, waiting: progress.Waiting) -> Prepared:
     """Validate the token and max_wait_ms and wait for the token: no database, no thread.
 
     The wait is on Redis pub/sub (progress.Waiting) and ends by max_wait_ms; every Redis
@@ -178,7 +191,6 @@ async def prepare(read_model: str, request) -> Prepared:
         return Prepared(error=exc)
     started = time.monotonic()
     allowance = config.read_timeout()
-    waiting = progress.waiting()
     try:
         if token is None:
             return Prepared(state=await waiting.state(read_model, started + allowance))

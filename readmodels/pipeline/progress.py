@@ -283,7 +283,12 @@ class Waiting:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
+            try:
+                await self._listener
+            except (asyncio.CancelledError, *ASYNC_ERRORS):
+                pass
         await self.client.aclose()
+        await self.client.connection_pool.disconnect()
 
 
 async def _close_quietly(pubsub) -> None:
@@ -297,7 +302,11 @@ _waiting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def waiting() -> Waiting:
-    """The running event loop's Waiting (a web process has one loop; tests make many)."""
+    """The running event loop's Waiting: an ASGI web process has one loop for its life.
+
+    A loop made for one request (a WSGI server, Django's test client) must not keep one:
+    use a Waiting of its own and close it (consistency.prepare does).
+    """
     loop = asyncio.get_running_loop()
     found = _waiting.get(loop)
     if found is None:
