@@ -173,6 +173,10 @@ def test_more_requests_than_the_pool_get_answers_and_connections_stay_bounded(
                 # ... so every other request finds the pool empty: a 503, never a hang.
                 starved = [f.result(timeout=120) for f in
                            [pool.submit(call, i) for i, call in enumerate(burst)]]
+                # Outside the API too: the admin's session lookup (Django middleware
+                # and views, not DRF) finds no connection either.
+                admin = Http(port).call("GET", "/admin/login/",
+                                        headers={"Cookie": "sessionid=" + "a" * 32})
             held = [f.result(timeout=120) for f in stuck]
             # And a burst with the pool free again: more requests than connections.
             free = [f.result(timeout=120) for f in
@@ -181,6 +185,8 @@ def test_more_requests_than_the_pool_get_answers_and_connections_stay_bounded(
         for status, _, body in starved + held + free:
             _assert_explicit(status, body)
         assert [s for s, _, _ in held] == [200, 200]
+        assert admin[0] == 503 and admin[2]["error"]["code"] == "database_busy", admin[:1]
+        assert admin[1]["Retry-After"]
         busy = [b["error"]["code"] for s, _, b in starved if s == 503]
         assert "database_busy" in busy, "no request was refused for want of a connection"
         assert {s for s, _, _ in free} & {200, 201}, "nothing succeeded once the pool was free"
