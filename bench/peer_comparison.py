@@ -263,8 +263,9 @@ def our_differences() -> dict:
     from readmodels.operations import reconcile
 
     found = reconcile.reconcile("orders_search")
-    return {"orders": Order.objects.count(), "missing": len(found.missing),
-            "stale": len(found.behind) + len(found.ahead), "phantom": len(found.stray)}
+    counts = found.counts
+    return {"orders": Order.objects.count(), "missing": counts["missing"],
+            "stale": counts["behind"] + counts["ahead"], "phantom": counts["stray"]}
 
 
 def orphaned_before(broker: Broker, supervisor: Supervisor) -> float:

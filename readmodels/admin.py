@@ -113,8 +113,11 @@ class ProjectionsAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             f"Reconcile {name}: checked {s['checked']}, missing {s['missing']}, behind "
-            f"{s['behind']}, ahead {s['ahead']}, stray {s['stray']}, repaired {s['repaired']}.",
-            messages.SUCCESS if not report.differences or repair else messages.WARNING,
+            f"{s['behind']}, ahead {s['ahead']}, stray {s['stray']}, repaired {s['repaired']}."
+            + (f" {report.advice}" if report.needs_rebuild else ""),
+            messages.SUCCESS
+            if not report.needs_rebuild and (not report.differences or repair)
+            else messages.WARNING,
         )
         return self._back()
 

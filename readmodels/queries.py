@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from readmodels.stores import es, redis_store
+
+# Elasticsearch's index.max_result_window (the default, which the indices keep): a
+# from/size search may not reach past this many hits. Deeper pages need search_after.
+MAX_RESULT_WINDOW = 10_000
 
 PRODUCT_SORTS = {
     "relevance": ["_score", {"product_id": "asc"}],
@@ -111,9 +117,17 @@ def _order(source: dict) -> dict:
 
 
 def customer_orders(
-    *, customer_id: int, status: str | None, page_size: int, search_after: list | None
+    *,
+    customer_id: int,
+    status: str | None,
+    page_size: int,
+    search_after: list | None,
+    user_id: int | None = None,
 ) -> dict:
+    """A customer's orders, newest first; only those of `user_id` when it is given."""
     filters: list[dict] = [{"term": {"customer_id": customer_id}}]
+    if user_id is not None:
+        filters.append({"term": {"user_id": user_id}})
     if status:
         filters.append({"term": {"status": status}})
     body = {
@@ -171,11 +185,40 @@ def search_orders(*, q: str, page: int, page_size: int) -> dict:
 REVENUE_STATUSES = ["paid", "shipped"]
 
 
-def order_stats(*, start: str, end: str, interval: str) -> dict:
+def _fixed_offset(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _es_time_zone(zone: ZoneInfo, start: datetime, end: datetime) -> str:
+    """The zone as Elasticsearch should get it for buckets between start and end.
+
+    A zone whose offset is the same all over the window gives the same buckets as that
+    fixed offset, which every Elasticsearch-compatible server understands; a window with
+    a daylight-saving change in it needs the zone's name. Calendar weeks and months can
+    start up to a month before `start`, so the check starts that much earlier.
+    """
+    probe = start - timedelta(days=31)
+    offsets = {end.astimezone(zone).utcoffset()}
+    while probe < end and len(offsets) == 1:
+        offsets.add(probe.astimezone(zone).utcoffset())
+        probe += timedelta(days=1)
+    if len(offsets) == 1:
+        return _fixed_offset(offsets.pop())
+    return zone.key
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def order_stats(*, start: datetime, end: datetime, interval: str, time_zone: ZoneInfo) -> dict:
+    """Orders created in [start, end): per status, and per calendar bucket in time_zone."""
     response = es.search(
         "orders_search",
         size=0,
-        query={"range": {"created_at": {"gte": start, "lt": end}}},
+        query={"range": {"created_at": {"gte": start.isoformat(), "lt": end.isoformat()}}},
         aggs={
             "by_status": {
                 "terms": {"field": "status", "size": 10},
@@ -185,8 +228,11 @@ def order_stats(*, start: str, end: str, interval: str) -> dict:
                 "date_histogram": {
                     "field": "created_at",
                     "calendar_interval": interval,
+                    "time_zone": _es_time_zone(time_zone, start, end),
                     "min_doc_count": 0,
-                    "extended_bounds": {"min": start, "max": end},
+                    # Both bounds are inclusive in Elasticsearch; `end` is exclusive here,
+                    # so the last bucket is the one holding the last millisecond before it.
+                    "extended_bounds": {"min": _epoch_ms(start), "max": _epoch_ms(end) - 1},
                 },
                 "aggs": {
                     "revenue": {
@@ -199,9 +245,10 @@ def order_stats(*, start: str, end: str, interval: str) -> dict:
     )
     aggs = response["aggregations"]
     return {
-        "from": start,
-        "to": end,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
         "interval": interval,
+        "time_zone": time_zone.key,
         "by_status": [
             {
                 "status": b["key"],
@@ -212,7 +259,9 @@ def order_stats(*, start: str, end: str, interval: str) -> dict:
         ],
         "buckets": [
             {
-                "start": b["key_as_string"],
+                # From the key (epoch ms), in the caller's zone: the same text whatever
+                # the server's date format.
+                "start": datetime.fromtimestamp(b["key"] / 1000, time_zone).isoformat(),
                 "count": b["doc_count"],
                 "revenue_cents": int(b["revenue"]["total"]["value"] or 0),
             }

@@ -158,6 +158,14 @@ def rebuild_read_model(name: str) -> None:
     rebuild.rebuild(name)
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def resume_rebuild(rebuild_id: int) -> None:
+    """Finish a rebuild whose last step failed (the rebuild schedules this itself)."""
+    from readmodels.operations import rebuild
+
+    rebuild.resume(rebuild_id)
+
+
 @shared_task(ignore_result=True)
 def reconcile_all(repair: bool = False) -> None:
     """Compare every read model with the write model (beat runs it daily)."""

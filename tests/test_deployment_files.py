@@ -7,6 +7,7 @@ app service gets the same environment.
 
 import re
 import tomllib
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
@@ -36,11 +37,30 @@ def test_images_match_what_the_project_pins():
     es_major = int(re.search(r":(\d+)\.", services["elasticsearch"]["image"]).group(1))
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     client = next(d for d in deps if d.startswith("elasticsearch"))
-    lower = int(re.search(r">=(\d+)", client).group(1))
-    upper = int(re.search(r"<(\d+)", client).group(1))
-    assert lower <= es_major < upper
+    assert int(re.search(r">=(\d+)", client).group(1)) == es_major
     assert services["elasticsearch"]["environment"]["discovery.type"] == "single-node"
     assert services["elasticsearch"]["environment"]["xpack.security.enabled"] == "false"
+
+
+def _minor(text: str) -> tuple[int, int]:
+    major, minor = re.search(r"(\d+)(?:\.(\d+))?", text).groups()
+    return int(major), int(minor or 0)
+
+
+def test_the_elasticsearch_client_is_not_newer_than_the_server_image():
+    image = _compose()["services"]["elasticsearch"]["image"]
+    server = _minor(image.rsplit(":", 1)[1])
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pin = next(d for d in deps if re.match(r"elasticsearch\b", d))
+    assert _minor(re.search(r">=([\d.]+)", pin).group(1)) == server, pin
+    upper = _minor(re.search(r"<([\d.]+)", pin).group(1))
+    assert upper == (server[0], server[1] + 1), f"{pin} allows a client newer than {image}"
+    assert _minor(version("elasticsearch")) == server, "reinstall: pip install -e '.[dev]'"
+
+
+def test_elasticsearch_never_creates_an_index_on_a_write():
+    environment = _compose()["services"]["elasticsearch"]["environment"]
+    assert environment["action.auto_create_index"] == "false"
 
 
 def test_app_services_share_the_environment_and_health_checks_exist():

@@ -6,11 +6,13 @@ import pytest
 from django.db import connection
 
 from orders import commands
-from readmodels import projectors, queries
+from orders.outbox import Position
+from readmodels import config, projectors, queries
 from readmodels.models import Rebuild, RebuildStatus
 from readmodels.operations import rebuild
+from readmodels.pipeline import progress, runner
 from readmodels.stores import es, redis_store
-from tests.readside import fresh_docs, project_all, view_docs
+from tests.readside import fresh_docs, project_all, view_docs, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,3 +127,186 @@ def test_rebuild_resumes_after_a_crash(read_models, make_customer):
     assert resumed.status == RebuildStatus.DONE
     assert resumed.copied == 7
     assert view_docs("customer_dashboard") == fresh_docs("customer_dashboard")
+
+
+def test_retention_keeps_the_rows_an_unfinished_rebuild_still_has_to_catch_up(
+    read_models, settings, make_product
+):
+    """A rebuild stopped mid-copy and resumed after the retention period misses nothing."""
+    from orders.models import OutboxMessage
+    from readmodels.operations import retention
+
+    settings.READMODELS = {**settings.READMODELS, "OUTBOX_RETENTION_DAYS": 1}
+    products = [make_product(stock=5) for _ in range(4)]
+    project_all()
+    projector = projectors.get("products_search")
+    original = projector.documents_by_key
+    calls = {"n": 0}
+
+    def crash_after_one_batch(keys):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("worker died")
+        return original(keys)
+
+    projector.documents_by_key = crash_after_one_batch
+    try:
+        with pytest.raises(RuntimeError):
+            rebuild.rebuild("products_search", batch_size=2, grace_seconds=0)
+    finally:
+        del projector.documents_by_key
+    stopped = Rebuild.objects.get(projector="products_search", status=RebuildStatus.COPYING)
+    assert stopped.copied == 2
+
+    # A product the rebuild has already copied changes; every live projector passes it.
+    first = min(products, key=lambda p: p.pk)
+    commands.restock_product(product_id=first.pk, quantity=7)
+    project_all()
+    restock_rows = set(
+        OutboxMessage.objects.filter(
+            aggregate_type="product", aggregate_id=str(first.pk), xid__gt=stopped.caught_up_xid
+        ).values_list("position", flat=True)
+    )
+    assert restock_rows
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {OutboxMessage._meta.db_table} SET created_at = now() - interval '2 days'"
+        )
+
+    retention.purge()
+    remaining = set(OutboxMessage.objects.values_list("position", flat=True))
+    assert restock_rows <= remaining
+
+    resumed = rebuild.rebuild("products_search", batch_size=2, grace_seconds=0)
+    assert resumed.pk == stopped.pk and resumed.status == RebuildStatus.DONE
+    assert view_docs("products_search") == fresh_docs("products_search")
+    # Finished: nothing holds those rows any more.
+    retention.purge()
+    assert not restock_rows & set(OutboxMessage.objects.values_list("position", flat=True))
+
+
+def _live_projector_runs(name: str) -> list[runner.RunResult]:
+    """Run every segment of the live projector once, on its own connection, as a worker."""
+    results = []
+
+    def run():
+        try:
+            projector = projectors.get(name)
+            segments = config.segments(name)
+            for segment in range(segments):
+                results.append(runner.run_segment(projector, segment, segments))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive()
+    return results
+
+
+def _pay_while_rebuilding(name: str, order, seen: dict):
+    """A step hook: at the last moment before the switch, a payment commits and the
+    live projector runs; right after the switch, note what a reader would see."""
+
+    def on_step(step, run):
+        if step == "caught_up" and "paid_at" not in seen:
+            seen["paid_at"] = commands.pay_order(order_id=order.pk).position
+            seen["live"] = _live_projector_runs(name)
+        elif step == "switched" and "reached" not in seen:
+            seen["reached"] = progress.state(name).covers(seen["paid_at"])
+            seen["shown"] = view_docs(name)[str(order.pk)][1]["status"]
+            if seen.get("crash"):
+                raise RuntimeError("worker lost right after the switch")
+
+    return on_step
+
+
+def _readers_see_what_their_token_reached(name: str, order, paid_at: Position) -> bool:
+    if not progress.state(name).covers(paid_at):
+        return True
+    return view_docs(name)[str(order.pk)][1]["status"] == "paid"
+
+
+@pytest.mark.parametrize("name", ["order_summary", "orders_search"])
+def test_the_switch_never_hides_a_write_the_live_projector_has_published(
+    read_models, make_order, name
+):
+    order = make_order()
+    project_all()
+    seen: dict = {}
+
+    run = rebuild.rebuild(name, grace_seconds=0, on_step=_pay_while_rebuilding(name, order, seen))
+
+    assert run.status == RebuildStatus.DONE
+    # Right after the switch: if readers were told the payment is visible, it was.
+    assert not seen["reached"] or seen["shown"] == "paid", seen
+    project_all()
+    assert progress.state(name).covers(seen["paid_at"])
+    assert view_docs(name)[str(order.pk)][1]["status"] == "paid"
+    assert view_docs(name) == fresh_docs(name)
+
+
+def test_a_failed_final_step_is_resumed_without_an_operator(celery_worker_thread, make_order):
+    name = "order_summary"
+    order = make_order()
+    project_all()
+    seen: dict = {"crash": True}
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        rebuild.rebuild(name, grace_seconds=0, on_step=_pay_while_rebuilding(name, order, seen))
+    stopped = Rebuild.objects.get(projector=name, generation=Rebuild.objects.filter(
+        projector=name).order_by("-generation").first().generation)
+    assert "worker lost" in stopped.error
+    assert not seen["reached"] or seen["shown"] == "paid", seen
+    # Meanwhile the live view answers for everything the live checkpoints cover.
+    assert _readers_see_what_their_token_reached(name, order, seen["paid_at"])
+
+    # No one runs it again: the rebuild finishes on its own.
+    wait_until(
+        lambda: Rebuild.objects.get(pk=stopped.pk).status == RebuildStatus.DONE,
+        timeout=120, interval=0.2, message="the rebuild was not resumed",
+    )
+    assert redis_store.generation(name) == stopped.generation
+    project_all()
+    assert view_docs(name)[str(order.pk)][1]["status"] == "paid"
+    assert view_docs(name) == fresh_docs(name)
+
+
+def test_a_long_live_run_makes_the_last_step_wait_a_bounded_time_then_retry(
+    read_models, make_order
+):
+    name = "order_summary"
+    order = make_order()
+    project_all()
+    held, release = threading.Event(), threading.Event()
+
+    def long_live_run():
+        try:
+            with runner.segment_lock(name, 0, config.segments(name)) as acquired:
+                assert acquired
+                held.set()
+                release.wait(120)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=long_live_run)
+    holder.start()
+    try:
+        assert held.wait(60)
+        live_before = redis_store.generation(name)
+        with pytest.raises(rebuild.LiveProjectorBusy):
+            rebuild.rebuild(name, grace_seconds=0, lock_wait_seconds=0.5)
+        stopped = Rebuild.objects.get(projector=name, status=RebuildStatus.CATCHING_UP)
+        assert "LiveProjectorBusy" in stopped.error
+        assert redis_store.generation(name) == live_before  # the old generation serves
+    finally:
+        release.set()
+        holder.join(60)
+
+    commands.pay_order(order_id=order.pk)
+    finished = rebuild.resume(stopped.pk)
+    assert finished.pk == stopped.pk and finished.status == RebuildStatus.DONE
+    assert redis_store.generation(name) == stopped.generation
+    project_all()
+    assert view_docs(name) == fresh_docs(name)

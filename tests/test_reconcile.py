@@ -63,10 +63,10 @@ def test_reconcile_finds_and_repairs_exactly_the_corruption(shop_with_views, nam
     )
 
     report = reconcile.reconcile(name)
-    assert report.missing == [corrupted["missing"]]
-    assert report.behind == [corrupted["behind"]]
-    assert report.stray == [corrupted["stray"]]
-    assert report.ahead == []
+    assert report.examples["missing"] == [corrupted["missing"]]
+    assert report.examples["behind"] == [corrupted["behind"]]
+    assert report.examples["stray"] == [corrupted["stray"]]
+    assert report.counts == {"missing": 1, "behind": 1, "ahead": 0, "stray": 1}
     assert report.repaired == 0
     assert view_docs(name) != fresh_docs(name)
 
@@ -110,3 +110,92 @@ def test_a_lost_index_is_created_again_and_refilled(shop_with_views):
     store.indices.delete(index=es.current_index("products_search"))
     project_all()
     assert view_docs("products_search") == fresh_docs("products_search")
+
+
+@pytest.mark.parametrize("name", ["order_summary", "orders_search"])
+def test_repair_never_moves_a_view_backwards_when_a_change_lands_mid_check(
+    shop_with_views, name
+):
+    """A payment committed and projected between reconcile's load and its version read.
+
+    The stored document then looks ahead of what reconcile loaded; a repair that trusted
+    that load would write the older document back, and no projector would ever fix it
+    (their checkpoints already cover the payment).
+    """
+    _, _, orders = shop_with_views
+    order = orders[1]
+    projector = projectors.get(name)
+    real_stored_versions = projector.stored_versions
+    paid = {}
+
+    def payment_lands_first(keys):
+        # The reconcile has loaded its expected documents; the shop moves on meanwhile.
+        if not paid:
+            paid["token"] = commands.pay_order(order_id=order.pk).token
+            project_all()
+        return real_stored_versions(keys)
+
+    projector.stored_versions = payment_lands_first
+    try:
+        report = reconcile.reconcile(name, repair=True)
+    finally:
+        del projector.stored_versions
+    assert paid, "the interleaving did not happen"
+
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert view_docs(name)[str(order.pk)][1]["status"] == "paid"
+    assert view_docs(name) == fresh_docs(name)
+    # Nothing was wrong with the store: nothing is reported ahead, nothing was rewritten.
+    assert report.summary()["ahead"] == 0
+    assert report.repaired == 0
+    assert reconcile.reconcile(name).differences == 0
+
+
+@pytest.mark.parametrize("name", ["order_summary", "orders_search"])
+def test_a_document_ahead_of_postgresql_is_reported_for_a_rebuild_not_rewritten(
+    shop_with_views, name, capsys
+):
+    from django.core.management import call_command
+
+    from readmodels.operations import rebuild
+
+    key = str(shop_with_views[2][3].pk)
+    version, body = view_docs(name)[key]
+    forged = {**body, "status": "shipped"}
+    if projectors.get(name).store == "elasticsearch":
+        es.client().index(
+            index=es.alias(name), id=key, document=forged, version=version + 5,
+            version_type="external", refresh=True,
+        )
+    else:
+        redis_store.client().hset(
+            redis_store.doc_key(name, key), mapping={"v": version + 5, "d": json.dumps(forged)}
+        )
+
+    report = reconcile.reconcile(name, repair=True)
+    assert report.counts["ahead"] == 1 and report.examples["ahead"] == [key]
+    assert report.repaired == 0 and report.needs_rebuild
+    assert "rebuild" in report.advice
+    # Left as it was: a repair never deletes a document to write a lower version.
+    assert view_docs(name)[key] == (version + 5, forged)
+    with pytest.raises(SystemExit) as exited:
+        call_command("projections", "reconcile", name, "--repair")
+    assert exited.value.code == 1
+    assert f"projections rebuild {name}" in capsys.readouterr().err
+
+    rebuild.rebuild(name, grace_seconds=0)
+    assert view_docs(name) == fresh_docs(name)
+    assert reconcile.reconcile(name).differences == 0
+
+
+def test_the_report_keeps_counts_and_a_few_examples(shop_with_views):
+    client = redis_store.client()
+    keys = sorted(fresh_docs("order_summary"))
+    client.delete(*[redis_store.doc_key("order_summary", key) for key in keys])
+
+    report = reconcile.reconcile("order_summary", batch_size=2)
+    assert report.counts["missing"] == len(keys) > reconcile.EXAMPLES
+    examples = report.examples["missing"]
+    assert len(examples) == reconcile.EXAMPLES and set(examples) <= set(keys)
+    assert reconcile.last_result("order_summary").missing == len(keys)

@@ -1,8 +1,10 @@
 """Outbox retention: delete rows every projector has passed, once they are old enough.
 
 A row is kept while any projector segment (of the current segment count) has not
-passed it, while a dead or retrying letter still points at it, or while it is younger than the
-retention period. Deletes go in small batches so they never hold long locks.
+passed it, while an unfinished rebuild has not caught up past it (it will need the row
+when it resumes, however late), while a dead or retrying letter still points at it, or
+while it is younger than the retention period. Deletes go in small batches so they
+never hold long locks.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from django.utils import timezone
 
 from orders.models import OutboxMessage
 from readmodels import config, projectors
-from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus, Rebuild, RebuildStatus
+
+# A rebuild in one of these states resumes from its caught-up position.
+UNFINISHED = [RebuildStatus.COPYING, RebuildStatus.CATCHING_UP, RebuildStatus.SWITCHED]
 
 
 def safe_horizon() -> tuple[int, int] | None:
-    """The lowest checkpoint over every configured segment; None if one never ran."""
+    """The lowest position over every configured segment and unfinished rebuild.
+
+    None if a segment never ran.
+    """
     lowest = None
     for name in projectors.PROJECTORS:
         segments = config.segments(name)
@@ -32,6 +40,11 @@ def safe_horizon() -> tuple[int, int] | None:
         for _, xid, position in found:
             if lowest is None or (xid, position) < lowest:
                 lowest = (xid, position)
+    for xid, position in Rebuild.objects.filter(status__in=UNFINISHED).values_list(
+        "caught_up_xid", "caught_up_position"
+    ):
+        if lowest is None or (xid, position) < lowest:
+            lowest = (xid, position)
     return lowest
 
 

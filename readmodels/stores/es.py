@@ -8,6 +8,8 @@ new index and swap the alias atomically.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 
@@ -54,24 +56,71 @@ class Doc:
     body: dict
 
 
+INDEX_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+
+
+def mapping_hash(mappings: dict) -> str:
+    """A stable digest of a read model's mappings (its `_meta` left out)."""
+    canonical = json.dumps(
+        {k: v for k, v in mappings.items() if k != "_meta"}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _with_hash(mappings: dict) -> dict:
+    # The hash travels in the index's own `_meta`, so the index says which mappings it
+    # was made with and a deploy can tell a changed mapping before any row is refused.
+    meta = {**mappings.get("_meta", {}), "mapping_hash": mapping_hash(mappings)}
+    return {**mappings, "_meta": meta}
+
+
+def _already_exists(exc: ApiError) -> bool:
+    return exc.meta.status == 400 and "resource_already_exists" in str(exc)
+
+
 def ensure_index(model: str, mappings: dict, settings_: dict | None = None) -> str:
-    """Create the first versioned index and its alias unless the alias exists."""
+    """Create the first versioned index and its alias unless the alias exists.
+
+    Index and alias come in one request: there is never an index without its alias for
+    a writer to miss, nor an alias pointing at an index made by someone else. Workers
+    racing to do it are fine: the loser sees the winner's alias.
+    """
     es = client()
     name = alias(model)
+    index = index_name(model, 1)
     try:
-        if es.indices.exists_alias(name=name):
-            return next(iter(es.indices.get_alias(name=name)))
-        index = index_name(model, 1)
-        if not es.indices.exists(index=index):
+        found = current_index(model)
+        if found:
+            return found
+        try:
             es.indices.create(
                 index=index,
-                mappings=mappings,
-                settings=settings_ or {"number_of_shards": 1, "number_of_replicas": 0},
+                mappings=_with_hash(mappings),
+                settings=settings_ or INDEX_SETTINGS,
+                aliases={name: {}},
             )
-        es.indices.update_aliases(actions=[{"add": {"index": index, "alias": name}}])
+        except ApiError as exc:
+            if not _already_exists(exc):
+                raise
+            found = current_index(model)
+            if found:
+                return found
+            # An index left without its alias by an older release: serve it again; the
+            # mapping check in setup_readmodels says whether it needs a rebuild.
+            es.indices.update_aliases(actions=[{"add": {"index": index, "alias": name}}])
         return index
     except CONNECTION_ERRORS as exc:
         raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+
+
+def stored_mapping_hash(model: str) -> str | None:
+    """The mapping hash in the live index's `_meta` (None if the index predates hashes)."""
+    try:
+        found = client().indices.get_mapping(index=alias(model))
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    mappings = next(iter(found.values()), {}).get("mappings", {})
+    return mappings.get("_meta", {}).get("mapping_hash")
 
 
 @dataclass
@@ -174,18 +223,17 @@ def generation_of(index: str) -> int:
 
 
 def create_index(model: str, generation: int, mappings: dict) -> str:
-    """Create a versioned index (dropping a half-made one of the same name)."""
+    """Create a versioned index, with the mapping hash in its `_meta`, unless it exists."""
     index = index_name(model, generation)
     es = client()
     try:
-        if not es.indices.exists(index=index):
-            es.indices.create(
-                index=index,
-                mappings=mappings,
-                settings={"number_of_shards": 1, "number_of_replicas": 0},
-            )
+        es.indices.create(index=index, mappings=_with_hash(mappings), settings=INDEX_SETTINGS)
     except CONNECTION_ERRORS as exc:
         raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    except ApiError as exc:
+        # A resumed rebuild finds its own index from the first attempt.
+        if not _already_exists(exc):
+            raise
     return index
 
 

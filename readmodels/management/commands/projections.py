@@ -4,6 +4,7 @@
     manage.py projections rebuild NAME|--all
     manage.py projections reconcile NAME|--all [--repair]
     manage.py projections deadletters [--retry|--discard] [--projector NAME] [--id N ...]
+    manage.py projections restore                   after restoring PostgreSQL from a dump
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from readmodels import projectors
 from readmodels.models import DeadLetter, DeadLetterStatus
-from readmodels.operations import deadletters, rebuild, reconcile, status
+from readmodels.operations import deadletters, rebuild, reconcile, restore, status
 from readmodels.stores import StoreUnavailable
 
 logger = logging.getLogger("readmodels.slo")
@@ -34,7 +35,7 @@ def _names(options) -> list[str]:
 
 
 class Command(BaseCommand):
-    help = "Operate the projections: status, rebuild, reconcile, deadletters."
+    help = "Operate the projections: status, rebuild, reconcile, deadletters, restore."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -50,6 +51,13 @@ class Command(BaseCommand):
         rc.add_argument("--all", action="store_true")
         rc.add_argument("--repair", action="store_true")
         rc.add_argument("--batch-size", type=int, default=1000)
+        rs = sub.add_parser(
+            "restore",
+            help="after restoring PostgreSQL into a new cluster: drop the old cluster's "
+            "outbox rows, rebuild every read model, reset checkpoints and progress",
+        )
+        rs.add_argument("--batch-size", type=int, default=1000)
+        rs.add_argument("--grace-seconds", type=float, default=None)
         dl = sub.add_parser("deadletters", help="list, retry or discard dead letters")
         group = dl.add_mutually_exclusive_group()
         group.add_argument("--retry", action="store_true")
@@ -130,6 +138,13 @@ class Command(BaseCommand):
                 )
             except StoreUnavailable as exc:
                 raise CommandError(f"store unavailable: {exc}; run again to resume") from exc
+            except rebuild.LiveProjectorBusy as exc:
+                raise CommandError(
+                    f"{exc}; the old generation keeps serving and the rebuild resumes by "
+                    "itself (a Celery worker runs it), or run again"
+                ) from exc
+            except (rebuild.RebuildRunning, rebuild.CheckpointsAhead) as exc:
+                raise CommandError(str(exc)) from exc
             seconds = (run.finished_at - run.started_at).total_seconds()
             self.stdout.write(
                 f"\n  done: generation {run.generation}, {run.copied} documents in "
@@ -154,9 +169,33 @@ class Command(BaseCommand):
             for kind, keys in s["examples"].items():
                 if keys:
                     self.stdout.write(f"  {kind}: {', '.join(keys)}")
-            dirty = dirty or (report.differences and not options["repair"])
+            if report.needs_rebuild:
+                self.stderr.write(report.advice)
+            # A repair fixes missing, behind and stray documents, never ahead ones.
+            dirty = dirty or report.needs_rebuild or (
+                report.differences and not options["repair"]
+            )
         if dirty:
             sys.exit(1)
+
+    def do_restore(self, options):
+        def show(name):
+            self.stdout.write(f"rebuilding {name}")
+
+        try:
+            result = restore.after_restore(
+                batch_size=options["batch_size"],
+                grace_seconds=options["grace_seconds"],
+                on_read_model=show,
+            )
+        except (StoreUnavailable, rebuild.LiveProjectorBusy, rebuild.RebuildRunning) as exc:
+            raise CommandError(f"{exc}; run `projections restore` again to finish") from exc
+        self.stdout.write(
+            f"deleted {result.outbox_rows_deleted} outbox rows of the old cluster, set aside "
+            f"{result.rebuilds_set_aside} unfinished rebuilds, rebuilt "
+            + ", ".join(f"{r.projector} (generation {r.generation})" for r in result.rebuilt)
+            + "; checkpoints and progress start afresh"
+        )
 
     def do_deadletters(self, options):
         letters = DeadLetter.objects.filter(status=DeadLetterStatus.DEAD)

@@ -1,0 +1,104 @@
+"""Bring the read side back after PostgreSQL was restored from a dump into a new cluster.
+
+Transaction ids belong to one cluster. A restored outbox keeps the old cluster's xids,
+which can lie far above the new cluster's counter: the reader only passes rows below
+its horizon, so such rows are never projected, yet they always count as pending (lag
+reads as their age, projected reads fall back or answer 503) and retention never
+deletes them. Restored checkpoints, unfinished rebuilds and the progress in Redis
+name old-cluster positions too. The procedure:
+
+1. Delete the outbox rows numbered by the old cluster (xid at or above the new
+   cluster's next xid). Every one of them was committed before the dump, so its
+   change is in the restored tables, and step 3 projects those tables: no projector
+   needs the rows. Renumbering them instead would only replay changes the rebuild
+   already shows. A row the new cluster writes meanwhile is not touched: its
+   transaction is newer than the statement's snapshot, so the statement cannot see it.
+2. Set aside rebuilds the old cluster left unfinished: their positions are old xids.
+3. Rebuild every read model from the restored tables. At the switch, with the live
+   projector held, its checkpoints are reset to where the new generation has caught
+   up to, and its progress in Redis is replaced, so lag is measured afresh.
+
+Safe to run again if it stops half-way, and safe while commands and workers run; but
+until it finishes, the restored checkpoints lie ahead of every new command, so run it
+before starting them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+from orders.models import OutboxMessage
+from readmodels import projectors
+from readmodels.models import Rebuild, RebuildStatus
+from readmodels.operations import rebuild
+
+DELETE_BATCH = 10_000
+
+
+@dataclass
+class RestoreResult:
+    outbox_rows_deleted: int = 0
+    rebuilds_set_aside: int = 0
+    rebuilt: list[Rebuild] = field(default_factory=list)
+
+
+def next_xid() -> int:
+    """The new cluster's next transaction id (assigns none itself)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        return cursor.fetchone()[0]
+
+
+def delete_rows_from_the_old_cluster() -> int:
+    table = OutboxMessage._meta.db_table
+    deleted = 0
+    while True:
+        with connection.cursor() as cursor:
+            # Each statement compares with its own snapshot's next xid: a visible row
+            # numbered at or above it cannot have been written by this cluster.
+            cursor.execute(
+                f"DELETE FROM {table} WHERE position IN ("
+                f"  SELECT position FROM {table} "
+                "   WHERE xid >= pg_snapshot_xmax(pg_current_snapshot()) LIMIT %s)",
+                [DELETE_BATCH],
+            )
+            count = cursor.rowcount
+        deleted += count
+        if count < DELETE_BATCH:
+            return deleted
+
+
+def set_aside_old_rebuilds() -> int:
+    return Rebuild.objects.filter(
+        status__in=rebuild.UNFINISHED, caught_up_xid__gte=next_xid()
+    ).update(
+        status=RebuildStatus.FAILED,
+        error="set aside after a restore: its positions belong to the old cluster",
+    )
+
+
+def after_restore(
+    *,
+    batch_size: int = 1000,
+    grace_seconds: float | None = None,
+    on_progress: rebuild.Progress | None = None,
+    on_read_model=None,
+) -> RestoreResult:
+    result = RestoreResult()
+    result.outbox_rows_deleted = delete_rows_from_the_old_cluster()
+    result.rebuilds_set_aside = set_aside_old_rebuilds()
+    for name in projectors.PROJECTORS:
+        if on_read_model:
+            on_read_model(name)
+        result.rebuilt.append(
+            rebuild.rebuild(
+                name,
+                batch_size=batch_size,
+                on_progress=on_progress,
+                grace_seconds=grace_seconds,
+                reset_checkpoints=True,
+            )
+        )
+    return result
