@@ -67,6 +67,19 @@ def _token_for(customer) -> str:
     return Token.objects.get_or_create(user=user)[0].key
 
 
+def _support_token() -> str:
+    """A back-office user of the support group: top-ups are theirs, not the customers'."""
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import shipped_group
+
+    user = get_user_model().objects.create_user(
+        username=f"support-{uuid.uuid4().hex[:8]}", password="x", is_staff=True
+    )
+    user.groups.add(shipped_group("support"))
+    return Token.objects.get_or_create(user=user)[0].key
+
+
 class Connections:
     """The server's PostgreSQL sessions (by application_name), sampled in a thread."""
 
@@ -145,12 +158,12 @@ def test_more_requests_than_the_pool_get_answers_and_connections_stay_bounded(
     with server(DATABASE_POOL_MAX_SIZE=2, DATABASE_POOL_MIN_SIZE=1,
                 DATABASE_POOL_TIMEOUT_SECONDS=0.5, DATABASE_POOL_MAX_IDLE_SECONDS=0.5,
                 WEB_MAX_REQUESTS=500, WEB_MAX_READS=500) as (port, pg):
-        blocked_http = Http(port, _token_for(blocked))
+        support = Http(port, _support_token())
         clients = [Http(port, _token_for(c)) for c in shoppers]
 
         def command(i):
-            return clients[i % 4].call("POST", f"/api/customers/{shoppers[i % 4].pk}/top-ups",
-                                       {"amount_cents": 1})
+            return support.call("POST", f"/api/customers/{shoppers[i % 4].pk}/top-ups",
+                                {"amount_cents": 1})
 
         def order(i):
             return clients[i % 4].call("POST", "/api/orders", {
@@ -165,7 +178,7 @@ def test_more_requests_than_the_pool_get_answers_and_connections_stay_bounded(
         with pg.sampled(), ThreadPoolExecutor(max_workers=40) as pool:
             # Two commands hold both pooled connections, waiting for a row lock ...
             with customer_row_locked(blocked.pk):
-                stuck = [pool.submit(blocked_http.call, "POST",
+                stuck = [pool.submit(support.call, "POST",
                                      f"/api/customers/{blocked.pk}/top-ups", {"amount_cents": 1})
                          for _ in range(2)]
                 wait_until(lambda: pg.lock_waiters() == 2, timeout=60,
@@ -218,8 +231,8 @@ def test_a_token_read_holds_no_database_connection_while_it_waits(
                        message="the token reads did not start waiting")
             during = pg.count()
             # The pool's only connection is free: a command gets it at once.
-            status, _, body = client.call("POST", f"/api/customers/{customer.pk}/top-ups",
-                                          {"amount_cents": 1})
+            status, _, body = Http(port, _support_token()).call(
+                "POST", f"/api/customers/{customer.pk}/top-ups", {"amount_cents": 1})
             still_waiting = sum(not r.done() for r in reads)
             answers = [r.result(timeout=120) for r in reads]
         assert status == 200, body
@@ -255,7 +268,7 @@ def test_over_the_admission_limit_answers_overloaded_and_a_retry_runs_once(
     customer = make_customer(balance_cents=0)
     other = make_customer(balance_cents=0)
     with server(WEB_MAX_REQUESTS=2, WEB_MAX_READS=1) as (port, pg):
-        mine, others = Http(port, _token_for(customer)), Http(port, _token_for(other))
+        mine, others = Http(port, _support_token()), Http(port, _support_token())
         top_up = f"/api/customers/{customer.pk}/top-ups"
         key = {"Idempotency-Key": f"top-up-{uuid.uuid4()}"}
         with ThreadPoolExecutor(max_workers=2) as pool:
