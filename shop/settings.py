@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "orders",
     "readmodels",
+    "shop.storefront",
 ]
 
 MIDDLEWARE = [

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path
@@ -59,4 +60,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("readmodels.api.urls")),
     path("api/", include("orders.api.urls")),
+    path("shop/", include("shop.storefront.urls")),
 ]
+# Static files (the storefront's modules, the admin's CSS) from the app folders with
+# DEBUG on; a deployment serves them from STATIC_ROOT.
+urlpatterns += staticfiles_urlpatterns()
+

@@ -1,63 +1,22 @@
 """The projections dashboard in a real headless browser (Debian's chromium via Selenium)."""
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 from django.contrib.auth import get_user_model
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as page_has
-from selenium.webdriver.support.ui import WebDriverWait
 
 from orders.models import OutboxMessage
 from readmodels import tasks
 from readmodels.models import DeadLetter, DeadLetterStatus
+from tests.browser import ARTIFACTS, chromium, submit_and_wait_for
 from tests.readside import project_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-PAGE_DEADLINE_S = 30
-
-
-def submit_and_wait_for(browser, button, css):
-    """Click a submit button and wait until the page it leads to shows `css`.
-
-    A click returns before the browser has navigated, so reading the page right after
-    it can see the old page (or none): wait for the old page to go stale, then for the
-    new one to hold the element.
-    """
-    old_page = browser.find_element(By.TAG_NAME, "html")
-    button.click()
-    wait = WebDriverWait(browser, PAGE_DEADLINE_S)
-    wait.until(page_has.staleness_of(old_page))
-    return wait.until(page_has.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
 @pytest.fixture
 def browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "make test installs Debian's chromium and chromium-driver"
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--disable-quic", f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_projections_page_shows_lag_and_retry_moves_a_dead_letter_back(
