@@ -18,6 +18,7 @@ store; reconcile reports it and leaves it to a rebuild.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -112,12 +113,23 @@ def _check_batch(projector, keys: list[str], report: Report, repair: bool) -> No
         report.repaired += len(fix) - len(refused)
 
 
-def reconcile(name: str, *, repair: bool = False, batch_size: int = 1000) -> Report:
+def reconcile(
+    name: str,
+    *,
+    repair: bool = False,
+    batch_size: int = 1000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Compare a read model with the write model; `on_progress(checked, total)` per batch."""
     projector = projectors.get(name)
     report = Report(name)
     started = time.monotonic()
+    # Counting costs one pass over the keys (ids only): paid only when progress is shown.
+    total = sum(len(keys) for keys in projector.all_keys(5000)) if on_progress else 0
     for keys in projector.all_keys(batch_size):
         _check_batch(projector, keys, report, repair)
+        if on_progress:
+            on_progress(report.checked, max(total, report.checked))
     for keys in projector.stored_keys():
         exists = projector.key_exists(keys)
         stray = [k for k in keys if k not in exists]

@@ -23,6 +23,40 @@ from readmodels.stores import StoreUnavailable
 logger = logging.getLogger("readmodels.slo")
 
 
+class ProgressReport:
+    """Progress of a long operation: a bar on a terminal, plain lines anywhere else.
+
+    A carriage-return bar in `docker logs` or a log file is one endless line, so off a
+    terminal each tenth of the work (and the end) gets a line of its own instead.
+    """
+
+    def __init__(self, stdout, label: str):
+        self.stdout = stdout
+        self.label = label
+        self.tty = stdout.isatty()
+        self.tenths_shown = -1
+
+    def show(self, done: int, total: int, unit: str, rate: float | None = None) -> None:
+        total = max(total, 0)
+        done = min(done, total) if total else done
+        speed = f"  {rate:,.0f} {unit}/s" if rate is not None else ""
+        if self.tty:
+            bar = "#" * int(30 * done / max(total, 1))
+            self.stdout.write(f"\r  [{bar:<30}] {done}/{total} {unit}{speed}", ending="")
+            self.stdout.flush()
+            return
+        tenths = 10 * done // total if total else 10
+        if tenths > self.tenths_shown:
+            self.tenths_shown = tenths
+            self.stdout.write(
+                f"{self.label}: {done}/{total} {unit} ({10 * tenths}%){speed}"
+            )
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stdout.write("")
+
+
 def _names(options) -> list[str]:
     if options.get("all"):
         return list(projectors.PROJECTORS)
@@ -119,15 +153,10 @@ class Command(BaseCommand):
     def do_rebuild(self, options):
         for name in _names(options):
             self.stdout.write(f"rebuilding {name}")
+            report = ProgressReport(self.stdout, f"rebuild {name}")
 
-            def show(run, rate, name=name):
-                total = max(run.total, 1)
-                done = min(run.copied, total)
-                bar = "#" * int(30 * done / total)
-                self.stdout.write(
-                    f"\r  [{bar:<30}] {done}/{run.total} docs  {rate:,.0f} docs/s", ending=""
-                )
-                self.stdout.flush()
+            def show(run, rate, report=report):
+                report.show(run.copied, run.total, "documents", rate)
 
             try:
                 run = rebuild.rebuild(
@@ -145,21 +174,25 @@ class Command(BaseCommand):
                 ) from exc
             except (rebuild.RebuildRunning, rebuild.CheckpointsAhead) as exc:
                 raise CommandError(str(exc)) from exc
+            report.finish()
             seconds = (run.finished_at - run.started_at).total_seconds()
             self.stdout.write(
-                f"\n  done: generation {run.generation}, {run.copied} documents in "
+                f"  done: generation {run.generation}, {run.copied} documents in "
                 f"{seconds:.1f} s ({run.copied / max(seconds, 1e-6):,.0f} docs/s)"
             )
 
     def do_reconcile(self, options):
         dirty = False
         for name in _names(options):
+            progress = ProgressReport(self.stdout, f"reconcile {name}")
             try:
                 report = reconcile.reconcile(
-                    name, repair=options["repair"], batch_size=options["batch_size"]
+                    name, repair=options["repair"], batch_size=options["batch_size"],
+                    on_progress=lambda done, total, p=progress: p.show(done, total, "documents"),
                 )
             except StoreUnavailable as exc:
                 raise CommandError(f"store unavailable: {exc}") from exc
+            progress.finish()
             s = report.summary()
             self.stdout.write(
                 f"{name}: checked {s['checked']}, missing {s['missing']}, behind {s['behind']}, "
