@@ -1,12 +1,18 @@
 """The lag-window demo: what a client sees between a commit and the moment a view shows it.
 
-Plays the story over HTTP, as a client would, against a running `make run` (or starts
-its own stack when BASE_URL does not answer), and prints a timeline in milliseconds:
+Tells the story over HTTP, as clients would, against a running `make run` (or starts
+its own stack when BASE_URL does not answer), in words and milliseconds:
 
-  place an order; read the projected summary and history at once (the window: missing
-  or old, and the headers say so); read the strong endpoint (present); read again with
-  the consistency token (present, after a measured wait); watch the live consistency
-  stream; pay and read the dashboard balance without and with the token.
+  act 1  the demo customer places an order. At once, with nothing in between:
+         another user reads the order's summary (no session: answers at once, from a
+         view that may not have the order yet); the customer reads it sending no token
+         (session consistency: waits for their own write); then with the explicit token.
+  act 2  the customer pays; the live consistency stream says when each view has it;
+         the dashboard balance is read with the token.
+
+It creates nothing new on a second run: it signs in as a customer of the demo data
+(customer0@example.com / demo), reuses one demo product (restocked when low) and tops
+the customer up only when the balance is short.
 
     make demo                      # or: .venv/bin/python bench/lag_window_demo.py
     BASE_URL=http://host:8000 make demo
@@ -25,19 +31,43 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_URL = os.environ.get("BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '8000')}")
+CUSTOMER = (os.environ.get("DEMO_CUSTOMER", "customer0@example.com"),
+            os.environ.get("DEMO_CUSTOMER_PASSWORD", "demo"))
+STAFF = (os.environ.get("DEMO_USER", "admin"), os.environ.get("DEMO_PASSWORD", "admin"))
+PRODUCT_SKU = "DEMO-LAG-KETTLE"
 T0 = time.monotonic()
+
+LEGEND = """\
+How to read this:
+  t            milliseconds since the order was placed
+  strong       answered from PostgreSQL, the write model: always current
+  eventual     answered from a projected view (Elasticsearch or Redis), which shows a
+               write a moment after it commits: the lag window
+  lag          X-Read-Model-Lag-Ms: how old the oldest change the view lacks is (0 = caught up)
+  waited       X-Consistency-Wait-Ms: how long the read waited for a token
+  stale        X-Stale: true when the read was given a token and answered before reaching it
+  source       X-Consistency-Source: which token governed the read
+               (request = sent by the client, session = the user's latest command, none)
+"""
 
 
 def ms() -> str:
-    return f"{(time.monotonic() - T0) * 1000:9.1f} ms"
+    return f"t={(time.monotonic() - T0) * 1000:7.0f} ms"
 
 
-def say(step: str, detail: str = "") -> None:
-    print(f"{ms()}  {step:<44} {detail}", flush=True)
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(what: str, result: str, why: str = "") -> None:
+    say(f"  {ms()}  {what}")
+    say(f"                  -> {result}")
+    if why:
+        say(f"                     {why}")
 
 
 class Client:
@@ -54,6 +84,8 @@ class Client:
         if body is not None:
             payload = json.dumps(body)
             all_headers["Content-Type"] = "application/json"
+        if method == "POST":
+            all_headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
         conn.request(method, path, body=payload, headers=all_headers)
         response = conn.getresponse()
         raw = response.read()
@@ -63,8 +95,16 @@ class Client:
 
 
 def freshness(headers: dict) -> str:
-    keys = ["X-Consistency", "X-Stale", "X-Read-Model-Lag-Ms", "X-Consistency-Wait-Ms"]
-    return "  ".join(f"{k.removeprefix('X-')}={headers[k]}" for k in keys if k in headers)
+    names = {
+        "X-Consistency": "", "X-Consistency-Source": "source", "X-Read-Model-Lag-Ms": "lag",
+        "X-Consistency-Wait-Ms": "waited", "X-Stale": "stale",
+    }
+    parts = []
+    for header, label in names.items():
+        if header in headers:
+            value = headers[header]
+            parts.append(f"{label}={value}" if label else value)
+    return ", ".join(parts)
 
 
 def answers(base: str) -> bool:
@@ -77,12 +117,10 @@ def answers(base: str) -> bool:
 
 
 def start_stack() -> subprocess.Popen:
-    print("No shop answers at", BASE_URL, "- starting one (make run) for the demo...")
+    say(f"No shop answers at {BASE_URL}: starting one (make run) for the demo...")
     process = subprocess.Popen(
         [sys.executable, "-m", "shop.devstack", "run"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
+        cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.monotonic() + 180
     while not answers(BASE_URL):
@@ -92,9 +130,43 @@ def start_stack() -> subprocess.Popen:
     return process
 
 
-def stream(client: Client, token: str, views: str, out: list) -> None:
+def sign_in(username: str, password: str) -> Client:
+    status, _, data = Client(BASE_URL).call(
+        "POST", "/api/auth/token", {"username": username, "password": password}
+    )
+    if status != 200:
+        raise SystemExit(f"cannot sign in as {username}: {status} {data}")
+    return Client(BASE_URL, data["token"])
+
+
+def demo_product(staff: Client) -> dict:
+    """The one demo product, found by its SKU or created once; restocked when low."""
+    _, _, found = staff.call("GET", "/api/products/search?" + urlencode({"q": PRODUCT_SKU}))
+    for hit in (found or {}).get("results", []):
+        if hit.get("sku") == PRODUCT_SKU:
+            product_id = hit.get("id", hit.get("product_id"))
+            _, _, product = staff.call("GET", f"/api/products/{product_id}")
+            if product["stock"] < 5:
+                staff.call("POST", f"/api/products/{product_id}/restock", {"quantity": 20})
+            return product
+    status, _, product = staff.call(
+        "POST", "/api/products",
+        {"sku": PRODUCT_SKU, "name": "Lag-window demo kettle", "category": "demo",
+         "price_cents": 2_500, "stock": 20},
+    )
+    if status != 201:
+        raise SystemExit(
+            f"cannot create the demo product: {status} {product} (if it exists but search "
+            "does not show it yet, run the demo again in a moment)"
+        )
+    return product
+
+
+def watch(client: Client, token: str, views: list[str], out: list) -> None:
+    """Print the consistency stream's events as they come."""
     conn = http.client.HTTPConnection(client.url.hostname, client.url.port or 80, timeout=30)
-    conn.request("GET", f"/api/consistency/stream?token={token}&views={views}&max_wait_ms=10000")
+    query = urlencode({"token": token, "views": ",".join(views), "max_wait_ms": 10_000})
+    conn.request("GET", f"/api/consistency/stream?{query}")
     response = conn.getresponse()
     name = None
     for raw in response:
@@ -103,105 +175,96 @@ def stream(client: Client, token: str, views: str, out: list) -> None:
             name = line[7:]
         elif line.startswith("data: ") and name:
             data = json.loads(line[6:])
-            out.append((ms(), name, data))
-            say(f"  stream: {name}", json.dumps(data))
+            out.append((name, data))
+            if name == "caught_up":
+                say(f"  {ms()}  stream: {data['view']} now shows the payment "
+                    f"({data['waited_ms']} ms after the stream opened)")
+            elif name == "timeout":
+                say(f"  {ms()}  stream: still waiting for {', '.join(data['views'])}; gave up")
             if name in ("end", "error"):
                 break
     conn.close()
 
 
 def main() -> int:
+    global T0
     own = None if answers(BASE_URL) else start_stack()
     try:
-        anonymous = Client(BASE_URL)
-        status, _, data = anonymous.call(
-            "POST", "/api/auth/token", headers={"Content-Type": "application/json"},
-            body={"username": os.environ.get("DEMO_USER", "admin"),
-                  "password": os.environ.get("DEMO_PASSWORD", "admin")},
-        )
-        if status != 200:
-            raise SystemExit(f"cannot log in as the demo admin: {status} {data}")
-        api = Client(BASE_URL, data["token"])
-        tag = uuid.uuid4().hex[:8]
-        _, _, customer = api.call(
-            "POST", "/api/customers", {"email": f"demo-{tag}@example.com", "name": f"Demo {tag}"}
-        )
-        api.call("POST", f"/api/customers/{customer['id']}/top-ups", {"amount_cents": 50_000})
-        _, _, product = api.call(
-            "POST", "/api/products",
-            {"sku": f"DEMO-{tag}", "name": f"Demo kettle {tag}", "category": "demo",
-             "price_cents": 2_500, "stock": 10},
-        )
-        print(f"\nTimeline (customer {customer['id']}, product {product['id']}):\n")
-        global T0
+        staff = sign_in(*STAFF)
+        customer = sign_in(*CUSTOMER)
+        product = demo_product(staff)
+        say(LEGEND)
+        say(f"The customer ({CUSTOMER[0]}) buys one '{product['name']}' and pays for it.")
+        say("Another user (staff, signed in as " + STAFF[0] + ") looks at the same order.\n")
+
+        say("Act 1: place an order, then read it three ways at once (no strong read in between).")
         T0 = time.monotonic()
-
-        status, headers, order = api.call(
-            "POST", "/api/orders",
-            {"customer_id": customer["id"], "lines": [{"product_id": product["id"], "quantity": 2}]},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
+        status, headers, order = customer.call(
+            "POST", "/api/orders", {"lines": [{"product_id": product["id"], "quantity": 1}]}
         )
+        if status != 201:
+            raise SystemExit(f"the order was refused: {status} {order}")
         token = headers["X-Consistency-Token"]
-        say("POST /api/orders", f"{status}  order {order['id'][:8]}  token {token}")
+        step("customer: POST /api/orders", f"{status}, order {order['id'][:8]}…, "
+             f"answered with an X-Consistency-Token")
+        summary = f"/api/orders/{order['id']}/summary"
 
-        results = {}
+        status, headers, _ = staff.call("GET", summary)
+        seen = "shows the order" if status == 200 else f"{status}: not in the view yet"
+        step("another user: GET summary, no token", f"{seen} ({freshness(headers)})",
+             "Nothing of theirs is pending, so nothing makes them wait: a view lagging "
+             "behind answers with what it has.")
 
-        def read(name, path, extra=None):
-            results[name] = api.call("GET", path, headers=extra)
+        status, headers, _ = customer.call("GET", summary)
+        seen = "shows the order" if status == 200 else f"{status}: not in the view yet"
+        if "X-Consistency-Source" in headers:
+            why = ("No token sent: the server remembered the customer's latest command "
+                   "and waited for it (session consistency).")
+        else:
+            why = ("This server has no session consistency yet (issue 10): without a "
+                   "token the read did not wait, so the customer may not see their order.")
+        step("customer: GET summary, no token (the session default)",
+             f"{seen} ({freshness(headers)})", why)
 
-        reads = [
-            threading.Thread(target=read, args=("summary", f"/api/orders/{order['id']}/summary")),
-            threading.Thread(target=read, args=("history", f"/api/customers/{customer['id']}/orders")),
-        ]
-        for t in reads:
-            t.start()
-        for t in reads:
-            t.join()
-        s_status, s_headers, _ = results["summary"]
-        h_status, h_headers, history = results["history"]
-        in_history = bool(history) and any(
-            o["order_id"] == order["id"] for o in history.get("results", [])
+        status, headers, _ = customer.call(
+            "GET", summary, headers={"X-Consistency-Token": token}
         )
-        say("GET summary, no token (at once)",
-            f"{s_status} {'present' if s_status == 200 else 'missing'}  {freshness(s_headers)}")
-        say("GET history, no token (at once)",
-            f"{h_status} {'present' if in_history else 'missing'}  {freshness(h_headers)}")
+        seen = "shows the order" if status == 200 else f"{status}: not in the view yet"
+        step("customer: GET summary with the order's token", f"{seen} ({freshness(headers)})",
+             "An explicit token always wins: the read waits (bounded) until the view "
+             "includes that write, and says stale=true if it could not.")
 
-        status, headers, strong = api.call("GET", f"/api/orders/{order['id']}")
-        say("GET /api/orders/{id} (strong)", f"{status} status={strong['status']}  {freshness(headers)}")
+        _, _, me = customer.call("GET", f"/api/customers/{order['customer_id']}")
+        if me["balance_cents"] < order["total_cents"]:
+            staff.call("POST", f"/api/customers/{order['customer_id']}/top-ups",
+                       {"amount_cents": 50_000})
+            say("  (the customer's balance was short: staff topped it up by 500.00)")
 
-        status, headers, summary = api.call(
-            "GET", f"/api/orders/{order['id']}/summary", headers={"X-Consistency-Token": token}
-        )
-        say("GET summary with token", f"{status} status={summary.get('status')}  {freshness(headers)}")
-        status, headers, history = api.call(
-            "GET", f"/api/customers/{customer['id']}/orders", headers={"X-Consistency-Token": token}
-        )
-        say("GET history with token",
-            f"{status} orders={history.get('count')}  {freshness(headers)}")
-
-        status, _, dash_before = api.call("GET", f"/api/customers/{customer['id']}/dashboard")
-        status, headers, paid = api.call("POST", f"/api/orders/{order['id']}/pay")
+        say("\nAct 2: pay; the live consistency stream tells when each view has the payment.")
+        T0 = time.monotonic()
+        status, headers, paid = customer.call("POST", f"/api/orders/{order['id']}/pay")
+        if status != 200:
+            raise SystemExit(f"the payment was refused: {status} {paid}")
         pay_token = headers["X-Consistency-Token"]
-        say("POST /api/orders/{id}/pay", f"{status} status={paid['status']}  token {pay_token}")
+        step("customer: POST /api/orders/{id}/pay", f"{status}, order now {paid['status']}")
         events: list = []
         watcher = threading.Thread(
-            target=stream, args=(api, pay_token, "order_summary,customer_dashboard,orders_search",
-                                 events)
+            target=watch,
+            args=(customer, pay_token, ["order_summary", "customer_dashboard", "orders_search"],
+                  events),
         )
         watcher.start()
-        status, headers, dash = api.call("GET", f"/api/customers/{customer['id']}/dashboard")
-        say("GET dashboard, no token", f"balance={dash.get('balance_cents')}  {freshness(headers)}")
-        status, headers, dash = api.call(
-            "GET", f"/api/customers/{customer['id']}/dashboard",
+        status, headers, dash = customer.call(
+            "GET", f"/api/customers/{order['customer_id']}/dashboard",
             headers={"X-Consistency-Token": pay_token},
         )
-        say("GET dashboard with token", f"balance={dash.get('balance_cents')}  {freshness(headers)}")
+        step("customer: GET dashboard with the payment's token",
+             f"balance {dash.get('balance_cents', 0) / 100:.2f} ({freshness(headers)})",
+             "The balance already includes the payment: the read waited for it.")
         watcher.join(15)
-        print(
-            f"\nBalance before paying: {dash_before.get('balance_cents')} cents; "
-            f"after, read with the token: {dash.get('balance_cents')} cents."
-        )
+        say("\nThe order summary and history are eventually consistent; reads that carry the "
+            "writer's token\n(sent, or remembered by the session) never show a state older "
+            "than the writer's own change.")
         return 0
     finally:
         if own is not None:

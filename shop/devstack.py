@@ -239,9 +239,10 @@ def run() -> int:
         wait_for(lambda: port_answers("127.0.0.1", int(port)), "the web server", 60)
         print(
             "\n"
-            f"  API:       {base}/api/\n"
-            f"  API docs:  {base}/api/docs/\n"
-            f"  Admin:     {base}/admin/   (login: admin / admin)\n"
+            f"  Storefront: {base}/shop/    (login: customer0@example.com / demo)\n"
+            f"  API:        {base}/api/\n"
+            f"  API docs:   {base}/api/docs/\n"
+            f"  Admin:      {base}/admin/   (login: admin / admin)\n"
             "  Ctrl-C stops everything started here.\n",
             flush=True,
         )
