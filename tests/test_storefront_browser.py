@@ -144,3 +144,19 @@ def test_an_order_shows_as_confirming_until_the_views_catch_up_then_confirmed(
     order_item(browser, "confirmed")
     wait_for(browser, "#timeline li[data-step=Pay] .view[data-view=customer_dashboard]:not(.behind)")
     screenshot(browser, "storefront-confirmed.png")
+
+
+def test_signing_in_as_someone_who_is_not_a_customer_says_so(client, django_user_model):
+    django_user_model.objects.create_user("clerk", password="secret-password")
+    client.login(username="clerk", password="secret-password")
+    response = client.get("/shop/")
+    assert response.status_code == 200
+    assert b'id="not-a-customer"' in response.content
+    assert b"storefront.js" not in response.content
+
+
+def test_the_storefront_asks_a_visitor_to_sign_in(client):
+    response = client.get("/shop/")
+    assert response.status_code == 302 and response["Location"].startswith("/shop/login/")
+    page = client.get(response["Location"])
+    assert b"customer0@example.com" in page.content
