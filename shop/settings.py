@@ -94,7 +94,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.get("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed names (cached forever by browsers) and compressed copies, made by
@@ -105,6 +105,10 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# A file missing from collectstatic's manifest gets its plain URL instead of failing the
+# page: test servers run with DEBUG off on a checkout where collectstatic never ran.
+# The image always runs collectstatic (Dockerfile), so there every name is hashed.
+WHITENOISE_MANIFEST_STRICT = False
 
 REDIS_URL = env.get("REDIS_URL")
 ELASTICSEARCH_URL = env.get("ELASTICSEARCH_URL")
