@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements/dev.lock
 # fails (tests/test_deployment_files.py) while a lock misses one.
 UV_VERSION := 0.13.9
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
-	--generate-hashes --no-strip-extras --custom-compile-command 'make lock'
+	--generate-hashes --custom-compile-command 'make lock'
 lock:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet uv==$(UV_VERSION)
