@@ -514,6 +514,9 @@ def test_api_permission_matrix(server, read_models, make_customer, make_product,
 
 OPERATIONS = {
     "projections page": ("get", "admin:readmodels_checkpoint_changelist", {}),
+    "rebuild confirmation": ("get", "admin:readmodels_rebuild", {}),
+    "reconcile confirmation": ("get", "admin:readmodels_reconcile", {}),
+    "repair confirmation": ("get", "admin:readmodels_reconcile", {"repair": "1"}),
     "rebuild": ("post", "admin:readmodels_rebuild", {}),
     "reconcile": ("post", "admin:readmodels_reconcile", {}),
     "reconcile and repair": ("post", "admin:readmodels_reconcile", {"repair": "1"}),
