@@ -13,10 +13,12 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from knox.auth import TokenAuthentication
 from knox.models import AuthToken
 from rest_framework import exceptions, serializers, status
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orders.api.parsers import JSONParser
 from shop.throttles import LoginAccountThrottle, LoginAddressThrottle
 
 
@@ -33,6 +35,8 @@ class InvalidCredentials(exceptions.AuthenticationFailed):
 class LoginView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    # Form posts too, as DRF's obtain_auth_token took them (README's curl example).
+    parser_classes = [JSONParser, FormParser]
     # Address first: an attempt refused for the account still counts for the address.
     throttle_classes = [LoginAddressThrottle, LoginAccountThrottle]
 

@@ -242,6 +242,14 @@ def test_an_expired_token_is_refused(token_server, make_product):
     assert refused.code == "authentication_failed"
 
 
+def test_login_takes_a_form_post_too(token_server):
+    user("gina")
+    answer = call(token_server, "POST", "/api/auth/token",
+                  b"username=gina&password=right-password-123",
+                  {"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status == 200 and answer.json()["token"], answer
+
+
 def test_logout_needs_a_token(token_server):
     refused = call(token_server, "POST", "/api/auth/logout")
     assert refused.status == 401, refused
