@@ -49,6 +49,14 @@ def store_timeout() -> float:
     return float(_conf()["STORE_TIMEOUT_SECONDS"])
 
 
+def read_timeout() -> float:
+    return float(_conf().get("READ_TIMEOUT_SECONDS", 1.0))
+
+
+def max_waiting_readers() -> int:
+    return int(_conf().get("MAX_WAITING_READERS", 1000))
+
+
 def rebuild_grace_seconds() -> float:
     return float(_conf().get("REBUILD_GRACE_SECONDS", 600))
 

@@ -1,15 +1,31 @@
-"""ASGI entry point (uvicorn shop.asgi:application): every view, and the streams."""
+"""ASGI entry point (uvicorn shop.asgi:application): every view, and the streams.
+
+Web processes use a bounded database connection pool (DATABASE_POOL, on here unless
+the environment says otherwise) and admit a bounded number of requests at once
+(shop.admission). See README, "Connection budget" and "Load shedding".
+"""
 
 import os
 
-from django.conf import settings
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+os.environ.setdefault("DATABASE_POOL", "true")
+os.environ.setdefault("DATABASE_APPLICATION_NAME", "shop-web")
+
+from django.conf import settings  # noqa: E402  (after the environment defaults above)
+from django.core.asgi import get_asgi_application  # noqa: E402
+
 application = get_asgi_application()
+
+# After Django's set-up: these import models.
+from readmodels.api.consistency import EarlyTokenWaits  # noqa: E402
+from shop.admission import Admission  # noqa: E402
 
 if settings.DEBUG:
     # Local runs serve the admin's static files; deployments put a web server in front.
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     application = ASGIStaticFilesHandler(application)
+
+# Admission first: a request over the limit is refused before anything else; a token
+# read waits next, before Django gives the request a thread.
+application = Admission(EarlyTokenWaits(application))

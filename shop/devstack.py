@@ -211,6 +211,8 @@ def run() -> int:
         manage("load_demo_data")
         port = env.get("PORT", "8000")
         commands = [
+            # The connection budget (README): 2 web processes x DATABASE_POOL_MAX_SIZE
+            # (10) + 2 worker processes + beat's one at most: 23 of PostgreSQL's 100.
             [
                 str(VENV_BIN / "uvicorn"), "shop.asgi:application", "--host", "127.0.0.1",
                 "--port", port, "--workers", "2",

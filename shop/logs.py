@@ -8,6 +8,8 @@ import re
 import uuid
 from datetime import UTC, datetime
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
 from orders.context import current_request_id
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -36,12 +38,20 @@ class JsonFormatter(logging.Formatter):
 class RequestIdMiddleware:
     """Give every request an id (the caller's X-Request-ID if sane), for logs and outbox rows."""
 
+    # Async-capable: a sync-only middleware would hold a thread for the whole request
+    # under ASGI, also while a projected read waits for its token.
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        request_id = _request_id(request)
         token = current_request_id.set(request_id)
         try:
             response = self.get_response(request)
@@ -49,3 +59,18 @@ class RequestIdMiddleware:
             current_request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+    async def _acall(self, request):
+        request_id = _request_id(request)
+        token = current_request_id.set(request_id)
+        try:
+            response = await self.get_response(request)
+        finally:
+            current_request_id.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+def _request_id(request) -> str:
+    incoming = request.headers.get("X-Request-ID", "")
+    return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex

@@ -44,6 +44,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "shop.logs.RequestIdMiddleware",
+    # Outermost after the request id: a pool timeout anywhere below becomes 503.
+    "shop.admission.DatabaseBusyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS/JS, Swagger UI) from the app server itself: the
     # image runs uvicorn with no web server in front that could serve them.
@@ -81,6 +83,29 @@ DATABASES = {"default": env.database_from_url(env.get("DATABASE_URL"))}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.get_int("DATABASE_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})
+# Connections show up in pg_stat_activity under the process kind that opened them.
+DATABASES["default"]["OPTIONS"]["application_name"] = env.get("DATABASE_APPLICATION_NAME", "shop")
+# The connection budget (README, "Connection budget"). Web processes (shop.asgi turns
+# DATABASE_POOL on) share a bounded pool per process: under ASGI every request's sync
+# code runs in a thread of its own, and persistent connections would pile up, one per
+# thread. Celery workers and beat keep one persistent connection per process instead:
+# a prefork child must never inherit its parent's pool (its maintenance threads do not
+# survive fork), and a projector's segment lock is a session-level advisory lock that
+# must stay on the connection that took it.
+DATABASE_POOL = env.get_bool("DATABASE_POOL", default=False)
+if DATABASE_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections instead
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.get_int("DATABASE_POOL_MIN_SIZE", 1),
+        "max_size": env.get_int("DATABASE_POOL_MAX_SIZE", 10),
+        # A request that cannot get a connection within this many seconds answers 503
+        # database_busy with Retry-After, instead of queueing into the client's timeout.
+        "timeout": float(env.get("DATABASE_POOL_TIMEOUT_SECONDS", "2")),
+        # Connections above min_size that sat unused this long are closed again.
+        "max_idle": float(env.get("DATABASE_POOL_MAX_IDLE_SECONDS", "60")),
+        "name": "shop-web",
+    }
 DATABASES["default"]["TEST"] = {"NAME": env.get("DATABASE_TEST_NAME", "test_shop")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -130,6 +155,21 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # this many tasks (per thread), and shop.celery drops unusable or old ones before each
 # task the way Django does per request (CONN_MAX_AGE, CONN_HEALTH_CHECKS).
 CELERY_DB_REUSE_MAX = env.get_int("CELERY_DB_REUSE_MAX", 1000)
+
+# Redis clients: one bounded pool per process and client kind (redis_store, and the
+# asyncio client that waits for consistency tokens). A caller that finds every
+# connection busy waits this long, then the store counts as unavailable.
+REDIS_MAX_CONNECTIONS = env.get_int("REDIS_MAX_CONNECTIONS", 20)
+REDIS_POOL_TIMEOUT_SECONDS = float(env.get("REDIS_POOL_TIMEOUT_SECONDS", "1"))
+
+# Load shedding in each web process (shop.admission): requests in flight beyond these
+# answer 503 `overloaded` with Retry-After at once. Reads are refused first: commands
+# get the whole capacity, reads only WEB_MAX_READS of it. Token waits and consistency
+# streams do not count while they wait (they hold no thread and no connection); their
+# own bound is READMODELS["MAX_WAITING_READERS"].
+WEB_MAX_REQUESTS = env.get_int("WEB_MAX_REQUESTS", 32)
+WEB_MAX_READS = env.get_int("WEB_MAX_READS", 24)
+WEB_RETRY_AFTER_SECONDS = env.get_int("WEB_RETRY_AFTER_SECONDS", 1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -283,7 +323,13 @@ READMODELS = {
     "POISON_MAX_ATTEMPTS": 5,
     "SWEEP_INTERVAL_SECONDS": 1.0,
     "RUN_TIME_BUDGET_SECONDS": 10.0,
-    "STORE_TIMEOUT_SECONDS": 5.0,
+    "STORE_TIMEOUT_SECONDS": float(env.get("READMODELS_STORE_TIMEOUT_SECONDS", "5")),
+    # A projected read may spend its max_wait_ms waiting, plus this much for the read
+    # itself: every store call on a read path is bounded by what is left of the two.
+    "READ_TIMEOUT_SECONDS": float(env.get("READMODELS_READ_TIMEOUT_SECONDS", "1")),
+    # Token waits (and consistency streams) one web process holds at once; a read
+    # beyond it answers at once, stale if its token is not reached yet.
+    "MAX_WAITING_READERS": env.get_int("READMODELS_MAX_WAITING_READERS", 1000),
     "REBUILD_GRACE_SECONDS": 600.0,
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
 }
@@ -315,6 +361,14 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env.get("THROTTLE_KEY_PREFIX", f"{READMODELS['NAMESPACE']}:throttle"),
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        # Bounded like every other Redis client of a web process: past the pool's wait
+        # the throttles let the request through (shop.throttles).
+        "OPTIONS": {
+            "pool_class": "redis.BlockingConnectionPool",
+            "max_connections": REDIS_MAX_CONNECTIONS,
+            "timeout": REDIS_POOL_TIMEOUT_SECONDS,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+        },
     },
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 
 from django.core.cache import caches
 from redis.exceptions import RedisError
@@ -21,6 +22,23 @@ logger = logging.getLogger(__name__)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
+_shared_cache = None
+_shared_cache_lock = threading.Lock()
+
+
+def throttle_cache():
+    """One cache client (and so one bounded Redis pool) for the whole process.
+
+    `caches["throttle"]` would be a new client per request context, and under ASGI each
+    request's synchronous code runs in a thread of its own: a new Redis connection per
+    request. redis-py's pool is thread-safe, so the threads share this one."""
+    global _shared_cache
+    if _shared_cache is None:
+        with _shared_cache_lock:
+            if _shared_cache is None:
+                _shared_cache = caches.create_connection("throttle")
+    return _shared_cache
+
 
 class RedisRateThrottle(SimpleRateThrottle):
     """A SimpleRateThrottle on the shared Redis cache that lets requests through when
@@ -29,7 +47,7 @@ class RedisRateThrottle(SimpleRateThrottle):
 
     @property
     def cache(self):
-        return caches["throttle"]
+        return throttle_cache()
 
     def allow_request(self, request, view):
         try:

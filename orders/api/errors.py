@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import math
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import DataError, IntegrityError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from shop.admission import is_database_busy, record_shed
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,18 @@ def exception_handler(exc, context):
             "constraint_violation",
             "The change would break a rule of the shop and was not made.",
             status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, OperationalError) and is_database_busy(exc):
+        # The pool had no free connection within its timeout: the database is up but
+        # every connection of this process is in use; the request did nothing.
+        logger.warning("no database connection within the pool timeout: %s", exc)
+        request = context.get("request")
+        record_shed(request.method if request is not None else "GET", "database_busy")
+        return error_response(
+            "database_busy",
+            "Every database connection is busy; nothing was changed. Retry shortly.",
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(settings.WEB_RETRY_AFTER_SECONDS)},
         )
     if isinstance(exc, OperationalError):
         logger.warning("database unavailable: %s", exc)

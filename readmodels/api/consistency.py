@@ -7,18 +7,32 @@ Retry-After. Every answer says how fresh it is in headers.
 
 from __future__ import annotations
 
+import io
 import time
+from dataclasses import dataclass
 
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import exceptions, status
+from prometheus_client import Counter
+from rest_framework import exceptions, serializers, status
 from rest_framework.views import APIView
 
 from orders.metrics import READS
-from orders.outbox import InvalidToken, decode_token
+from orders.outbox import InvalidToken, Position, decode_token
 from readmodels import config
 from readmodels.pipeline import progress
-from readmodels.stores import StoreUnavailable
+from readmodels.pipeline.progress import ReadModelState
+from readmodels.stores import StoreUnavailable, read_deadline
+from shop.admission import Overloaded, overloaded_response, parked, refuse
+
+WAITS_REFUSED = Counter(
+    "shop_token_waits_refused_total",
+    "Token reads that answered without waiting: MAX_WAITING_READERS readers were waiting.",
+    ["read_model"],
+)
 
 
 class ReadModelUnavailable(exceptions.APIException):
@@ -109,8 +123,173 @@ def eventual_description(read_model: str, store: str, fallback: str) -> str:
     )
 
 
+def parse_max_wait_ms(raw: str | None, default: int, cap: int) -> int:
+    """max_wait_ms from a query string: a whole number of ms, 0 or more, at most `cap`."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = _MAX_WAIT_FIELD.run_validation(raw)
+    except serializers.ValidationError:
+        raise InvalidMaxWait() from None
+    return min(value, cap)
+
+
+# An integer field, not str.isdigit(): "²" is a digit to isdigit() but no number to int().
+_MAX_WAIT_FIELD = serializers.IntegerField(min_value=0, max_value=999_999_999)
+
+
+def token_of(request) -> Position | None:
+    raw = request.headers.get("X-Consistency-Token") or request.GET.get("consistency_token")
+    if not raw:
+        return None
+    try:
+        return decode_token(raw)
+    except InvalidToken:
+        raise InvalidConsistencyToken() from None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a projected read learnt before it runs: its token's wait, done already."""
+
+    error: exceptions.APIException | None = None
+    token: Position | None = None
+    reached: bool | None = None
+    state: ReadModelState | None = None  # None: the store did not answer in time
+    waited_ms: int | None = None
+    # The wait ended and the process was full: answer 503 overloaded, do nothing more.
+    overloaded: bool = False
+
+
+async def prepare(read_model: str, request) -> Prepared:
+    """The token wait of a projected read (see _prepare), on the right Waiting."""
+    if hasattr(request, "scope"):
+        return await _prepare(read_model, request, progress.waiting())
+    # Not under ASGI: this event loop was made for this request and ends with it, so
+    # its Redis connections must not outlive it.
+    waiting = progress.Waiting()
+    try:
+        return await _prepare(read_model, request, waiting)
+    finally:
+        await waiting.close()
+
+
+async def _prepare(read_model: str, request, waiting: progress.Waiting) -> Prepared:
+    """Validate the token and max_wait_ms and wait for the token: no database, no thread.
+
+    The wait is on Redis pub/sub (progress.Waiting) and ends by max_wait_ms; every Redis
+    call in it by that deadline plus the read allowance. While it waits the request
+    hands back its admission place. Beyond MAX_WAITING_READERS waiting readers, a read
+    does not wait: it answers at once, stale if its token is not reached.
+    """
+    try:
+        token = token_of(request)
+        max_wait_ms = parse_max_wait_ms(
+            request.GET.get("max_wait_ms"), config.max_wait_ms_default(), config.max_wait_ms_cap()
+        )
+    except exceptions.APIException as exc:
+        return Prepared(error=exc)
+    started = time.monotonic()
+    allowance = config.read_timeout()
+    try:
+        if token is None:
+            return Prepared(state=await waiting.state(read_model, started + allowance))
+        if waiting.full():
+            WAITS_REFUSED.labels(read_model).inc()
+            current = await waiting.state(read_model, started + allowance)
+            reached = current.covers(token)
+        else:
+            async with parked(request, allowance):
+                reached, current = await waiting.wait_for(
+                    read_model, token, started + max_wait_ms / 1000
+                )
+    except StoreUnavailable:
+        return Prepared(token=token)
+    except Overloaded:
+        return Prepared(token=token, overloaded=True)
+    waited_ms = int((time.monotonic() - started) * 1000)
+    return Prepared(token=token, reached=reached, state=current, waited_ms=waited_ms)
+
+
+PREPARED_KEY = "shop.projected_read"
+
+
+class EarlyTokenWaits:
+    """ASGI middleware: a projected read's token wait, before Django takes the request.
+
+    Django runs each request's synchronous parts (most middleware, the DRF view) on a
+    thread made for that request, which then lives as long as the request. Waiting here,
+    before Django, means a waiting reader has no thread at all yet. Only GET requests
+    that carry a token and resolve to a projected read are held; the outcome travels to
+    the view in the ASGI scope.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and _has_token(scope):
+            read_model = _projected_read_model(scope)
+            if read_model is not None:
+                request = ASGIRequest(scope, io.BytesIO())
+                prepared = scope[PREPARED_KEY] = await prepare(read_model, request)
+                if prepared.overloaded:
+                    return await refuse(send)
+        return await self.app(scope, receive, send)
+
+
+def _has_token(scope) -> bool:
+    return b"consistency_token" in scope.get("query_string", b"") or any(
+        name == b"x-consistency-token" for name, _ in scope.get("headers", ())
+    )
+
+
+def _projected_read_model(scope) -> str | None:
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    return getattr(match.func, "projected_read_model", None)
+
+
+def projected(view_class):
+    """The URL's view for a ProjectedReadView: an async wait, then the DRF view in a thread.
+
+    The token wait holds no thread and no database connection; only then does the DRF
+    view run (authentication, permissions, the read) in the request's thread, with the
+    wait's outcome on the request, so it never waits again.
+    """
+    drf_view = view_class.as_view()
+    run = sync_to_async(drf_view)
+
+    async def view(request, *args, **kwargs):
+        prepared = getattr(request, "scope", {}).get(PREPARED_KEY)
+        if prepared is None:
+            prepared = await prepare(view_class.read_model, request)
+        if prepared.overloaded:
+            return overloaded_response()
+        request.projected_read = prepared
+        return await run(request, *args, **kwargs)
+
+    # What Django, DRF and drf-spectacular look for on a DRF view function.
+    view.cls = drf_view.cls
+    view.initkwargs = drf_view.initkwargs
+    view.csrf_exempt = True
+    view.projected_read_model = view_class.read_model
+    view.__name__ = drf_view.__name__
+    view.__doc__ = drf_view.__doc__
+    return view
+
+
 class ProjectedReadView(APIView):
-    """Subclasses set read_model, slo_model, fallback and implement read (and read_strong)."""
+    """Subclasses set read_model, slo_model, fallback and implement read (and read_strong).
+
+    Route them through projected(): the wait happens there, before this view runs.
+    """
 
     read_model: str
     slo_model: str | None = None
@@ -122,52 +301,38 @@ class ProjectedReadView(APIView):
     def read_strong(self, request, **kwargs):
         raise NotImplementedError
 
-    def _token(self, request):
-        raw = request.headers.get("X-Consistency-Token") or request.query_params.get(
-            "consistency_token"
-        )
-        if not raw:
-            return None
-        try:
-            return decode_token(raw)
-        except InvalidToken:
-            raise InvalidConsistencyToken() from None
-
-    def _max_wait_ms(self, request) -> int:
-        raw = request.query_params.get("max_wait_ms")
-        if raw is None or raw == "":
-            return config.max_wait_ms_default()
-        if not raw.isdigit() or len(raw) > 9:
-            raise InvalidMaxWait()
-        return min(int(raw), config.max_wait_ms_cap())
-
     def get(self, request, **kwargs):
         self.consistency_headers = {}
-        token = self._token(request)
-        max_wait_ms = self._max_wait_ms(request)
-        started = time.monotonic()
+        prepared = getattr(request._request, "projected_read", None)
+        if prepared is None:
+            # Routed without projected() (a test or a subclass mounted by hand): the
+            # same wait, run from this thread.
+            prepared = async_to_sync(prepare)(self.read_model, request._request)
+        if prepared.error is not None:
+            raise prepared.error
+        state = prepared.state
+        if state is None:
+            return self._degrade(request, None, **kwargs)
         slo_ms = config.slo_seconds(self.slo_model or self.read_model) * 1000
+        if not state.reported or state.lag_ms > slo_ms:
+            return self._degrade(request, state, **kwargs)
+        self.consistency_headers = {
+            "X-Consistency": "eventual",
+            "X-Read-Model": self.read_model,
+            "X-Read-Model-Lag-Ms": str(state.lag_ms),
+            "X-Stale": "true" if prepared.reached is False else "false",
+        }
+        if prepared.token is not None:
+            self.consistency_headers["X-Consistency-Wait-Ms"] = str(prepared.waited_ms)
+        # The read itself gets a fixed allowance: every store call in it ends by then.
+        deadline = read_deadline.set(time.monotonic() + config.read_timeout())
         try:
-            if token is not None:
-                reached, state = progress.wait_for(
-                    self.read_model, token, started + max_wait_ms / 1000
-                )
-            else:
-                reached, state = None, progress.state(self.read_model)
-            if not state.reported or state.lag_ms > slo_ms:
-                return self._degrade(request, state, **kwargs)
-            self.consistency_headers = {
-                "X-Consistency": "eventual",
-                "X-Read-Model": self.read_model,
-                "X-Read-Model-Lag-Ms": str(state.lag_ms),
-                "X-Stale": "true" if reached is False else "false",
-            }
-            if token is not None:
-                waited_ms = int((time.monotonic() - started) * 1000)
-                self.consistency_headers["X-Consistency-Wait-Ms"] = str(waited_ms)
             return self.read(request, **kwargs)
         except StoreUnavailable:
-            return self._degrade(request, None, **kwargs)
+            pass
+        finally:
+            read_deadline.reset(deadline)
+        return self._degrade(request, None, **kwargs)
 
     def _degrade(self, request, state, **kwargs):
         lag = "" if state is None else str(state.lag_ms)

@@ -3,7 +3,8 @@
 The client names a consistency token and the views it cares about; the stream sends
 one `caught_up` event per view as soon as that view includes the token, then `end`
 and closes (or `timeout` at the deadline). Waiting is on the projectors' Redis pub/sub
-announcements; no request polls PostgreSQL. Served by the ASGI app. It reveals only
+announcements, on the web process's one shared subscription
+(progress.Waiting); no request polls PostgreSQL. Served by the ASGI app. It reveals only
 whether views have passed a token, never any data, so it needs no login; opening
 streams is throttled per client address, and a client may hold only so many at once
 (STREAMS_PER_CLIENT, counted in Redis).
@@ -15,15 +16,17 @@ import asyncio
 import json
 import time
 
-import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 
 from orders.outbox import InvalidToken, decode_token
 from readmodels import projectors
+from readmodels.api.consistency import InvalidMaxWait, parse_max_wait_ms
 from readmodels.pipeline import progress
+from readmodels.stores import StoreUnavailable
 from shop import throttles
+from shop.admission import leave
 
 DEFAULT_WAIT_MS = 10_000
 MAX_WAIT_MS = 60_000
@@ -59,18 +62,14 @@ return n
 """
 
 
-async def _take_slot(key: str, wait_ms: int) -> bool:
+async def _take_slot(client, key: str, wait_ms: int) -> bool:
     """Count one more open stream for this client; False (and nothing counted) if it
     already holds STREAMS_PER_CLIENT. The count expires a while after the newest
     stream's deadline, so slots of a server that died mid-stream come back by themselves."""
-    client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        taken = await client.eval(
-            _TAKE_SLOT, 1, key, settings.STREAMS_PER_CLIENT, wait_ms // 1000 + 30
-        )
-        return bool(taken)
-    finally:
-        await client.aclose()
+    taken = await client.eval(
+        _TAKE_SLOT, 1, key, settings.STREAMS_PER_CLIENT, wait_ms // 1000 + 30
+    )
+    return bool(taken)
 
 
 def _event(name: str, data: dict) -> str:
@@ -89,18 +88,25 @@ async def consistency_stream(request):
             "invalid_views",
             f"views must name read models among: {', '.join(projectors.PROJECTORS)}",
         )
-    raw_wait = request.GET.get("max_wait_ms", "")
-    if raw_wait and (not raw_wait.isdigit() or len(raw_wait) > 9):
+    try:
+        wait_ms = parse_max_wait_ms(request.GET.get("max_wait_ms"), DEFAULT_WAIT_MS, MAX_WAIT_MS)
+    except InvalidMaxWait:
         return _error("invalid_max_wait", "max_wait_ms must be a whole number of milliseconds.")
-    wait_ms = min(int(raw_wait) if raw_wait else DEFAULT_WAIT_MS, MAX_WAIT_MS)
+    waiting = progress.waiting()
+    if waiting.full():
+        # A stream is a waiting reader too; the process admits a bounded number of them.
+        response = _error("overloaded", "Too many readers are waiting; retry shortly.", 503)
+        response["Retry-After"] = str(settings.WEB_RETRY_AFTER_SECONDS)
+        return response
 
     retry_after = await sync_to_async(throttles.stream_wait)(request)
     if retry_after is not None:
         return _too_many("throttled", "Too many streams opened; retry later.", retry_after)
     slots = _slots_key(request)
     try:
-        counted = await _take_slot(slots, wait_ms)
-    except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+        # On the process's bounded Redis pool, like the waits themselves.
+        counted = await _take_slot(waiting.client, slots, wait_ms)
+    except progress.ASYNC_ERRORS:
         # Redis down: the stream itself will say so (an `error` event); nothing to count.
         counted = None
     if counted is False:
@@ -113,41 +119,40 @@ async def consistency_stream(request):
     async def events():
         started = time.monotonic()
         deadline = started + wait_ms / 1000
-        client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
         pending = list(dict.fromkeys(views))
+        # One wait per view on the process's shared subscription: no connection of the
+        # stream's own, and every Redis call ends by the deadline plus the read allowance.
+        async def wait_one(view: str) -> tuple[str, bool]:
+            reached, _ = await waiting.wait_for(view, target, deadline)
+            return view, reached
+
+        waits = [asyncio.ensure_future(wait_one(view)) for view in pending]
         try:
-            await pubsub.subscribe(*[progress.channel(v) for v in pending])
             yield _event("start", {"views": pending, "max_wait_ms": wait_ms})
-            while pending:
-                for view in list(pending):
-                    state = await progress.astate(view, client)
-                    if state.covers(target):
-                        pending.remove(view)
-                        waited = int((time.monotonic() - started) * 1000)
-                        yield _event("caught_up", {"view": view, "waited_ms": waited})
-                remaining = deadline - time.monotonic()
-                if not pending or remaining <= 0:
-                    break
-                # Woken by an announcement, or a quarter second at most.
-                await pubsub.get_message(timeout=min(remaining, 0.25))
+            for finished in asyncio.as_completed(waits):
+                view, reached = await finished
+                if reached:
+                    pending.remove(view)
+                    waited = int((time.monotonic() - started) * 1000)
+                    yield _event("caught_up", {"view": view, "waited_ms": waited})
             if pending:
                 yield _event("timeout", {"views": pending, "waited_ms": wait_ms})
             yield _event("end", {})
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+        except StoreUnavailable as exc:
             yield _event("error", {"code": "read_model_unavailable", "message": str(exc)[:200]})
         finally:
-            try:
-                if counted:
-                    await client.decr(slots)
-                await pubsub.aclose()
-                await client.aclose()
-            except (aioredis.ConnectionError, OSError, asyncio.CancelledError):
-                pass
+            for task in waits:
+                task.cancel()
+            if counted:
+                try:
+                    await waiting.client.decr(slots)
+                except (*progress.ASYNC_ERRORS, asyncio.CancelledError):
+                    pass  # the count expires by itself
 
+    # From here on the stream only waits: it counts among the waiting readers, not
+    # among the requests in flight.
+    leave(request)
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
-
-

@@ -1,23 +1,27 @@
-"""URLs of the projected reads (mounted under /api/)."""
+"""URLs of the projected reads (mounted under /api/).
+
+Projected reads go through consistency.projected(): their token wait is async.
+"""
 
 from django.urls import path
 
 from readmodels.api import stream, views
+from readmodels.api.consistency import projected
 
 urlpatterns = [
-    path("products/search", views.ProductSearchView.as_view(), name="product-search"),
+    path("products/search", projected(views.ProductSearchView), name="product-search"),
     path(
         "customers/<int:customer_id>/orders",
-        views.CustomerOrdersView.as_view(),
+        projected(views.CustomerOrdersView),
         name="customer-orders",
     ),
     path(
         "customers/<int:customer_id>/dashboard",
-        views.CustomerDashboardView.as_view(),
+        projected(views.CustomerDashboardView),
         name="customer-dashboard",
     ),
-    path("orders/search", views.OrderSearchView.as_view(), name="order-search"),
-    path("orders/<uuid:order_id>/summary", views.OrderSummaryView.as_view(), name="order-summary"),
-    path("stats/orders", views.OrderStatsView.as_view(), name="order-stats"),
+    path("orders/search", projected(views.OrderSearchView), name="order-search"),
+    path("orders/<uuid:order_id>/summary", projected(views.OrderSummaryView), name="order-summary"),
+    path("stats/orders", projected(views.OrderStatsView), name="order-stats"),
     path("consistency/stream", stream.consistency_stream, name="consistency-stream"),
 ]

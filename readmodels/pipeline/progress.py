@@ -8,10 +8,14 @@ consistency token by listening on the channel (no polling of the database).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
+
+import redis.asyncio as aioredis
 
 from orders.outbox import Position
 from readmodels import config
@@ -73,23 +77,18 @@ class ReadModelState:
         return self.position is not None and self.position.covers(target)
 
 
-def state(projector: str) -> ReadModelState:
-    """Return the read model's position (min over segments) and its lag in milliseconds.
-
-    Lag is the age of the oldest change not yet visible. When a segment's last report is
-    older than a few sweeps, its projector may be stuck, so the age of that report is
-    the honest bound instead.
-    """
+def _keys(projector: str) -> list[str]:
     segments = config.segments(projector)
-    keys = [_key(projector, i, segments) for i in range(segments)]
-    try:
-        *values, head = redis_store.client().mget([*keys, _head_key(projector)])
-    except redis_store.CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+    return [*(_key(projector, i, segments) for i in range(segments)), _head_key(projector)]
+
+
+def _decode(projector: str, values: list) -> ReadModelState:
+    """The read model's state from the segments' reports and its newest commit."""
+    *reports, head = values
     now = time.time()
     positions, lag = [], 0.0
     silent_after = 3 * config.sweep_interval()
-    for value in values:
+    for value in reports:
         if value is None:
             return ReadModelState(None, 0, False)
         report = json.loads(value)
@@ -106,8 +105,26 @@ def state(projector: str) -> ReadModelState:
     return ReadModelState(min(positions), int(lag * 1000), True)
 
 
+def state(projector: str) -> ReadModelState:
+    """Return the read model's position (min over segments) and its lag in milliseconds.
+
+    Lag is the age of the oldest change not yet visible. When a segment's last report is
+    older than a few sweeps, its projector may be stuck, so the age of that report is
+    the honest bound instead.
+    """
+    try:
+        values = redis_store.client().mget(_keys(projector))
+    except redis_store.CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Redis: {exc}") from exc
+    return _decode(projector, values)
+
+
 def wait_for(projector: str, target: Position, deadline: float) -> tuple[bool, ReadModelState]:
-    """Wait until the read model covers `target` or the monotonic `deadline` passes."""
+    """Wait in this thread until the read model covers `target` or `deadline` passes.
+
+    For scripts and workers. Requests wait with Waiting.wait_for instead, which holds
+    no thread and shares one subscription.
+    """
     current = state(projector)
     if current.covers(target) or time.monotonic() >= deadline:
         return current.covers(target), current
@@ -121,8 +138,6 @@ def wait_for(projector: str, target: Position, deadline: float) -> tuple[bool, R
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # Woken by an announcement, or after a quarter second at most: a message
-            # missed during a Redis reconnect must not hold a reader to its deadline.
             pubsub.get_message(timeout=min(remaining, 0.25))
             current = state(projector)
         return current.covers(target), current
@@ -135,14 +150,170 @@ def wait_for(projector: str, target: Position, deadline: float) -> tuple[bool, R
             pass
 
 
-async def astate(projector: str, client) -> ReadModelState:
-    """state() for async code, on a redis.asyncio client."""
-    segments = config.segments(projector)
-    values = await client.mget([_key(projector, i, segments) for i in range(segments)])
-    positions = []
-    for value in values:
-        if value is None:
-            return ReadModelState(None, 0, False)
-        report = json.loads(value)
-        positions.append(Position(report["xid"], report["position"]))
-    return ReadModelState(min(positions), 0, True)
+# --- waiting for a token, without a thread ------------------------------------------
+
+ASYNC_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError, asyncio.TimeoutError)
+
+
+class Waiting:
+    """Token waits of one event loop: one pub/sub connection, however many readers wait.
+
+    A reader registers (read model, target) and awaits a future; a single listener task
+    subscribed to every read model's channel re-reads a model's state once per
+    announcement (and every quarter second, for announcements missed during a Redis
+    reconnect) and resolves the futures whose target it covers. So a waiting reader
+    holds no thread, no database connection and no Redis connection of its own.
+    """
+
+    RECHECK_SECONDS = 0.25
+
+    def __init__(self):
+        from django.conf import settings
+
+        timeout = config.read_timeout()
+        self.client = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                max_connections=settings.REDIS_MAX_CONNECTIONS,
+                timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
+                socket_timeout=timeout,
+                socket_connect_timeout=min(timeout, 2.0),
+                health_check_interval=30,
+                # Named, so that operators (and tests) can tell it in CLIENT LIST.
+                client_name=f"{config.namespace()}:token-waits",
+            )
+        )
+        self.count = 0  # readers waiting now (token reads and streams)
+        self._waiters: dict[str, dict[asyncio.Future, Position]] = {}
+        self._listener: asyncio.Task | None = None
+
+    def full(self) -> bool:
+        return self.count >= config.max_waiting_readers()
+
+    async def state(self, projector: str, deadline: float) -> ReadModelState:
+        """state(), on the asyncio client, answered by the monotonic `deadline`."""
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                values = await self.client.mget(_keys(projector))
+        except ASYNC_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc!r}") from exc
+        return _decode(projector, values)
+
+    async def wait_for(
+        self, projector: str, target: Position, deadline: float
+    ) -> tuple[bool, ReadModelState]:
+        """Wait until the read model covers `target` or the monotonic `deadline` passes.
+
+        Every Redis call ends by the deadline plus the read allowance; a wait never
+        ends later than that, whatever Redis does.
+        """
+        allowance = config.read_timeout()
+        current = await self.state(projector, deadline + allowance)
+        if current.covers(target) or time.monotonic() >= deadline:
+            return current.covers(target), current
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(projector, {})[future] = target
+        self.count += 1
+        try:
+            self._ensure_listener()
+            # Re-check once registered: an advance just before would not be announced.
+            current = await self.state(projector, deadline + allowance)
+            if current.covers(target):
+                return True, current
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    current = await future
+                return True, current
+            except TimeoutError:
+                pass
+            current = await self.state(projector, time.monotonic() + allowance)
+            return current.covers(target), current
+        finally:
+            self.count -= 1
+            waiters = self._waiters.get(projector, {})
+            waiters.pop(future, None)
+            if not waiters:
+                self._waiters.pop(projector, None)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        pubsub = None
+        try:
+            while self._waiters:
+                try:
+                    if pubsub is None:
+                        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                        await pubsub.psubscribe(channel("*"))
+                    announced = set()
+                    message = await pubsub.get_message(timeout=self.RECHECK_SECONDS)
+                    while message is not None:
+                        announced.add(message["channel"].decode().rsplit(":", 1)[-1])
+                        message = await pubsub.get_message(timeout=0)
+                except ASYNC_ERRORS:
+                    # Redis went away; readers end at their deadlines on their own. Try
+                    # again after a pause, on a new connection.
+                    if pubsub is not None:
+                        await _close_quietly(pubsub)
+                    pubsub = None
+                    await asyncio.sleep(self.RECHECK_SECONDS)
+                    announced = set(self._waiters)
+                await self._resolve(announced or set(self._waiters))
+        finally:
+            if pubsub is not None:
+                await _close_quietly(pubsub)
+
+    async def _resolve(self, projectors) -> None:
+        for projector in list(projectors):
+            waiters = self._waiters.get(projector)
+            if not waiters:
+                continue
+            try:
+                current = await self.state(
+                    projector, time.monotonic() + config.read_timeout()
+                )
+            except StoreUnavailable:
+                continue
+            for future, target in list(waiters.items()):
+                if not future.done() and current.covers(target):
+                    future.set_result(current)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except (asyncio.CancelledError, *ASYNC_ERRORS):
+                pass
+        await self.client.aclose()
+        await self.client.connection_pool.disconnect()
+
+
+async def _close_quietly(pubsub) -> None:
+    try:
+        await pubsub.aclose()
+    except (*ASYNC_ERRORS, asyncio.CancelledError):
+        pass
+
+
+_waiting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def waiting() -> Waiting:
+    """The running event loop's Waiting: an ASGI web process has one loop for its life.
+
+    A loop made for one request (a WSGI server, Django's test client) must not keep one:
+    use a Waiting of its own and close it (consistency.prepare does).
+    """
+    loop = asyncio.get_running_loop()
+    found = _waiting.get(loop)
+    if found is None:
+        found = _waiting[loop] = Waiting()
+    return found
+
+
+async def astate(projector: str, client=None) -> ReadModelState:
+    """state() for async code, bounded by the read allowance."""
+    return await waiting().state(projector, time.monotonic() + config.read_timeout())

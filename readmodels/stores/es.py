@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 
 import elastic_transport
@@ -17,7 +18,7 @@ from django.conf import settings
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from readmodels import config
-from readmodels.stores import StoreUnavailable
+from readmodels.stores import StoreUnavailable, read_deadline
 
 CONNECTION_ERRORS = (
     elastic_transport.ConnectionError,
@@ -32,7 +33,12 @@ def _client(url: str, timeout: float) -> Elasticsearch:
 
 
 def client() -> Elasticsearch:
-    return _client(settings.ELASTICSEARCH_URL, config.store_timeout())
+    es = _client(settings.ELASTICSEARCH_URL, config.store_timeout())
+    deadline = read_deadline.get()
+    if deadline is not None:
+        # Inside a projected read: the request ends by its deadline, not the store's.
+        return es.options(request_timeout=max(deadline - time.monotonic(), 0.05))
+    return es
 
 
 def alias(model: str) -> str:

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 
 from readmodels import config
-from readmodels.stores import StoreUnavailable
+from readmodels.stores import StoreUnavailable, read_deadline
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -32,15 +32,26 @@ return 1
 
 @functools.lru_cache(maxsize=4)
 def _client(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(
+    # Bounded: at most REDIS_MAX_CONNECTIONS per process (and timeout); a caller that
+    # finds them all busy waits REDIS_POOL_TIMEOUT_SECONDS, then gets a ConnectionError.
+    # The pool notices a fork and starts afresh in the child (prefork workers).
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
         socket_timeout=timeout,
         socket_connect_timeout=min(timeout, 2.0),
         health_check_interval=30,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def client() -> redis.Redis:
+    """The process's client; inside a projected read, one whose calls end by its deadline."""
+    if read_deadline.get() is not None:
+        # Socket timeouts are fixed per pool, so reads use a pool of their own whose
+        # timeout is the read allowance (the wait before it is bounded on its own).
+        return _client(settings.REDIS_URL, config.read_timeout())
     return _client(settings.REDIS_URL, config.store_timeout())
 
 
