@@ -189,9 +189,12 @@ def watch(client: Client, token: str, views: list[str], out: list) -> None:
 def main() -> int:
     global T0
     own = None if answers(BASE_URL) else start_stack()
+    signed_in: list[Client] = []
     try:
         staff = sign_in(*STAFF)
+        signed_in.append(staff)
         customer = sign_in(*CUSTOMER)
+        signed_in.append(customer)
         product = demo_product(staff)
         say(LEGEND)
         say(f"The customer ({CUSTOMER[0]}) buys one '{product['name']}' and pays for it.")
@@ -267,6 +270,9 @@ def main() -> int:
             "than the writer's own change.")
         return 0
     finally:
+        # Sign out again: each run's login tokens end with it instead of piling up.
+        for client in signed_in:
+            client.call("POST", "/api/auth/logout")
         if own is not None:
             os.killpg(own.pid, signal.SIGINT)
             own.wait(30)

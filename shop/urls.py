@@ -2,14 +2,13 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from shop import health
+from shop.auth import LoginView, LogoutView
 from shop.metrics_view import metrics
 
 
@@ -55,14 +54,11 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("api/health", health.live, name="health"),
     path("api/health/ready", health.ready, name="health-ready"),
-    path("api/auth/token", obtain_auth_token, name="auth-token"),
+    path("api/auth/token", LoginView.as_view(), name="auth-token"),
+    path("api/auth/logout", LogoutView.as_view(), name="auth-logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("readmodels.api.urls")),
     path("api/", include("orders.api.urls")),
     path("shop/", include("shop.storefront.urls")),
 ]
-# Static files (the storefront's modules, the admin's CSS) from the app folders with
-# DEBUG on; a deployment serves them from STATIC_ROOT.
-urlpatterns += staticfiles_urlpatterns()
-

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def shop_url(django_db_setup, elasticsearch_server):
-    # DEBUG on: the server then serves the storefront's JavaScript modules itself. The
+    # DEBUG on: WhiteNoise then serves the storefront's modules from the app folder
+    # (collectstatic has not run on a checkout). The
     # machine's Elasticsearch may be slow under other runs' load: this test is about
     # what the page shows, not about the lag SLO, so both bounds are generous.
     generous = {f"SLO_SECONDS_{name.upper()}": "600" for name in projectors.PROJECTORS}
