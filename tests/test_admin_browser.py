@@ -73,7 +73,7 @@ def test_projections_page_shows_lag_and_retry_moves_a_dead_letter_back(
     assert shown["order_summary"].find_element(By.CSS_SELECTOR, "td.dead").text == "1"
     chart = browser.find_element(By.ID, "lag-chart")
     series = chart.find_elements(By.CSS_SELECTOR, "polyline.series")
-    assert {s.get_attribute("data-read-model") for s in series} == set(shown)
+    assert {s.get_attribute("data-series") for s in series} == set(shown)
     # Where series lie together at zero, each is drawn narrower than the one before,
     # so every colour still shows.
     widths = [float(s.get_attribute("stroke-width")) for s in series]
