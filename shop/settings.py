@@ -258,6 +258,9 @@ READMODELS = {
     # Token waits (and consistency streams) one web process holds at once; a read
     # beyond it answers at once, stale if its token is not reached yet.
     "MAX_WAITING_READERS": env.get_int("READMODELS_MAX_WAITING_READERS", 1000),
+    # Session consistency: how long the token of a user's latest command is remembered.
+    # A signed-in user's projected reads wait for it (bounded by max_wait_ms) until then.
+    "SESSION_TOKEN_TTL_SECONDS": env.get_int("READMODELS_SESSION_TOKEN_TTL_SECONDS", 3600),
     "REBUILD_GRACE_SECONDS": 600.0,
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
 }

@@ -11,7 +11,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orders import errors, idempotency, metrics, selectors
+from orders import errors, idempotency, metrics, selectors, signals
 from orders.commands import Committed
 from orders.models import Customer
 
@@ -163,6 +163,13 @@ class CommandView(ShopView):
             raise
         outcome = "ok" if response.status_code < 400 else "refused"
         metrics.COMMANDS.labels(name, outcome).inc()
+        token = response.get("X-Consistency-Token")
+        if token and response.status_code < 400 and request.user.is_authenticated:
+            # Committed (the transaction is closed by now), replays included: the user's
+            # next projected reads wait for this, from any device, with no token sent.
+            signals.command_answered.send(
+                sender=type(self), user_id=request.user.pk, token=token
+            )
         return response
 
     def _run_command(self, request, *args, **kwargs) -> Response:
