@@ -170,14 +170,20 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Commands write to PostgreSQL and answer with an `X-Consistency-Token`. "
         "Reads say how consistent they are in `X-Consistency` (strong, eventual, "
-        "strong-fallback)."
+        "strong-fallback). Session consistency: a signed-in user's projected reads wait "
+        "(bounded by max_wait_ms) for that user's latest command without sending a token; "
+        "an explicit `X-Consistency-Token` wins, `X-Consistency-Token: none` or "
+        "`?consistency=none` opts out, and `X-Consistency-Source` says which governed. "
+        "Start at `GET /api/`."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "shop.openapi.add_stream",
         "shop.openapi.add_error_responses",
+        "shop.openapi.add_common_headers",
     ],
 }
 

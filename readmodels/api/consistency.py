@@ -69,9 +69,19 @@ def projected_parameters() -> list[OpenApiParameter]:
             OpenApiTypes.STR,
             OpenApiParameter.HEADER,
             description=(
-                "A token from a command response. The read waits (up to max_wait_ms) "
-                "until this view includes that command's changes."
+                "A token from a command response: the read waits (up to max_wait_ms) "
+                "until this view includes that command's changes. Without it, a signed-in "
+                "user's read waits for that user's own latest command (session "
+                "consistency; remembered for "
+                f"{config.session_token_ttl_seconds()} s). `none` opts out: answer at once."
             ),
+        ),
+        OpenApiParameter(
+            "consistency",
+            OpenApiTypes.STR,
+            OpenApiParameter.QUERY,
+            enum=["none"],
+            description="`none`: do not wait for any token, not even the session's.",
         ),
         OpenApiParameter(
             "max_wait_ms",
@@ -113,7 +123,28 @@ def projected_parameters() -> list[OpenApiParameter]:
             OpenApiParameter.HEADER,
             response=True,
             enum=["true", "false"],
-            description="true when a token was given and the view had not reached it in time.",
+            description=(
+                "true when the governing token (the request's, or for an opt-out or a "
+                "session read the user's latest command) was not reached in time."
+            ),
+        ),
+        OpenApiParameter(
+            "X-Consistency-Source",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=True,
+            enum=["request", "session", "none"],
+            description=(
+                "Which token governed the read: `request` (sent by the client), `session` "
+                "(the signed-in user's latest command, remembered by the server) or `none`."
+            ),
+        ),
+        OpenApiParameter(
+            "X-Consistency-Wait-Ms",
+            OpenApiTypes.INT,
+            OpenApiParameter.HEADER,
+            response=True,
+            description="How long the read waited for its token, in ms (only when one governed).",
         ),
     ]
 
@@ -127,7 +158,9 @@ def eventual_description(read_model: str, store: str, fallback: str) -> str:
     )
     return (
         f"Consistency: **eventual**, from the `{read_model}` read model ({store}); lag SLO "
-        f"{slo:g} s. Send `X-Consistency-Token` to read your own write. When the view is "
+        f"{slo:g} s. A signed-in user reads their own latest write by default (session "
+        f"consistency); send `X-Consistency-Token` for another token, or `none` to not "
+        f"wait. When the view is "
         f"down or behind its SLO, {then}."
     )
 
