@@ -283,11 +283,14 @@ async def _prepare(read_model: str, request, waiting: progress.Waiting, identify
         )
     except exceptions.APIException as exc:
         return Prepared(error=exc)
-    started = time.monotonic()
     allowance = config.read_timeout()
     remembered = None
     if source != SOURCE_REQUEST:
-        remembered = await _session_token(waiting, await identify(), started + allowance)
+        # Who the user is comes first and off the clock: a slow look-up must not eat
+        # the allowance of the store calls below (they would time out: a 503).
+        user_id = await identify()
+        remembered = await _session_token(waiting, user_id, time.monotonic() + allowance)
+    started = time.monotonic()
     if source == SOURCE_SESSION:
         token = remembered
         source = SOURCE_SESSION if token is not None else SOURCE_NONE
