@@ -5,13 +5,30 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DJANGO_DEBUG ?= true
 
-.PHONY: run test test-fast test-faults lint install clean demo browser fuzz bench
+.PHONY: run test test-fast test-faults lint install clean demo browser fuzz bench lock
 
-$(STAMP): pyproject.toml
+# Exact versions (with hashes) from the lock, then the project itself without resolving
+# anything again: the same packages on every machine, CI and the image.
+$(STAMP): pyproject.toml requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Every lock file from pyproject.toml, for Python 3.11 on any platform (the image is
+# Linux; a developer's machine may not be). Run after changing a dependency; the suite
+# fails (tests/test_deployment_files.py) while a lock misses one.
+UV_VERSION := 0.13.9
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock'
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	mkdir -p requirements
+	$(LOCK) -o requirements/runtime.lock
+	$(LOCK) --extra dev -o requirements/dev.lock
+	$(LOCK) --extra dev --extra bench -o requirements/bench.lock
 
 install: $(STAMP)
 
@@ -49,7 +66,8 @@ fuzz: $(STAMP)
 
 # Every benchmark (repeated, medians) into docs/BENCHMARKS.md; the peer is bench-only.
 bench: $(STAMP)
-	test ! -f bench/requirements-peer.txt || $(PY) -m pip install --quiet -r bench/requirements-peer.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements/bench.lock
+	$(PY) -m pip install --quiet --no-deps -e '.[dev,bench]'
 	$(PY) -m shop.devstack exec -- $(PY) bench/run_all.py $(BENCH_ARGS)
 
 # The lag-window story over HTTP, against a running `make run` (or its own stack).

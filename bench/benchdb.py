@@ -25,6 +25,10 @@ def setup(database: str, namespace: str, **extra_env: str) -> None:
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database}"
     os.environ["READMODELS_NAMESPACE"] = namespace
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # Plain HTTP on loopback, and one client driving the load: no redirect, no throttle.
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
+    for scope in ("LOGIN_ADDRESS", "LOGIN_ACCOUNT", "ANON_READ", "COMMANDS", "STREAM"):
+        os.environ.setdefault(f"THROTTLE_RATE_{scope}", "100000000/min")
     os.environ.update(extra_env)
     import psycopg
 
@@ -64,7 +68,7 @@ def truncate() -> None:
             "TRUNCATE orders_payment, orders_orderline, orders_order, orders_product, "
             "orders_customer, orders_outboxmessage, orders_idempotencykey, "
             "readmodels_checkpoint, readmodels_deadletter, readmodels_rebuild, "
-            "readmodels_reconcilerun, readmodels_lagsample, authtoken_token "
+            "readmodels_reconcilerun, readmodels_lagsample, knox_authtoken "
             "RESTART IDENTITY CASCADE"
         )
         cursor.execute("DELETE FROM auth_user WHERE NOT is_superuser")

@@ -96,11 +96,11 @@ class Http:
 
 def staff_token() -> str:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     # Every back-office power (top-ups, orders for any customer): permissions are checked.
     user, _ = get_user_model().objects.get_or_create(username="bench-staff",
                                                       defaults={"is_staff": True})
     user.is_staff = user.is_superuser = True
     user.save()
-    return Token.objects.get_or_create(user=user)[0].key
+    return AuthToken.objects.create(user=user)[1]

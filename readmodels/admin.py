@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -114,31 +114,62 @@ class ProjectionsAdmin(admin.ModelAdmin):
     def _back(self):
         return HttpResponseRedirect(reverse("admin:readmodels_checkpoint_changelist"))
 
+    def _confirm(self, request, name, *, title, action, warning, repair=False):
+        """The GET page that asks before an operation runs; its form POSTs back here."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "read_model": name,
+            "warning": warning,
+            "action": action,
+            "repair": repair,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/readmodels/confirm.html", context)
+
     def start_rebuild(self, request, name):
+        """GET asks for confirmation; POST queues the rebuild for a worker (a rebuild
+        copies every row: never inside the request)."""
         _require(request, "rebuild_read_model")
-        if request.method != "POST" or name not in projectors.PROJECTORS:
-            return self._back()
+        if name not in projectors.PROJECTORS:
+            raise Http404("No such read model.")
+        if request.method != "POST":
+            return self._confirm(
+                request, name, title=f"Rebuild {name}?", action="Rebuild",
+                warning="A new index is filled from PostgreSQL while the current one keeps "
+                "serving reads, then reads switch to it. It takes as long as copying every "
+                "row, on a worker.",
+            )
         from readmodels.tasks import rebuild_read_model
 
         rebuild_read_model.delay(name)
-        self.message_user(request, f"Rebuild of {name} started; progress shows below.")
+        self.message_user(request, f"Rebuild of {name} queued; progress shows below.")
         return self._back()
 
     def run_reconcile(self, request, name):
-        if request.method != "POST" or name not in projectors.PROJECTORS:
-            return self._back()
-        repair = request.POST.get("repair") == "1"
+        """GET asks for confirmation; POST queues the reconcile for a worker (it reads the
+        whole write model and view: never inside the request)."""
+        repair = (request.POST if request.method == "POST" else request.GET).get("repair") == "1"
         _require(request, "repair_read_model" if repair else "reconcile_read_model")
-        report = reconcile.reconcile(name, repair=repair)
-        s = report.summary()
+        if name not in projectors.PROJECTORS:
+            raise Http404("No such read model.")
+        if request.method != "POST":
+            return self._confirm(
+                request, name, repair=repair,
+                title=f"Reconcile {name}{' and repair' if repair else ''}?",
+                action="Reconcile and repair" if repair else "Reconcile",
+                warning="Every row of the write model is compared with the view, on a worker."
+                + (" Differences found are re-projected from PostgreSQL." if repair else
+                   " Nothing is changed."),
+            )
+        from readmodels.tasks import reconcile_read_model
+
+        reconcile_read_model.delay(name, repair=repair)
         self.message_user(
             request,
-            f"Reconcile {name}: checked {s['checked']}, missing {s['missing']}, behind "
-            f"{s['behind']}, ahead {s['ahead']}, stray {s['stray']}, repaired {s['repaired']}."
-            + (f" {report.advice}" if report.needs_rebuild else ""),
-            messages.SUCCESS
-            if not report.needs_rebuild and (not report.differences or repair)
-            else messages.WARNING,
+            f"Reconcile of {name}{' with repair' if repair else ''} queued; its result "
+            "shows below (last reconcile) when the worker is done.",
+            messages.INFO,
         )
         return self._back()
 

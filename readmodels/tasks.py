@@ -166,6 +166,14 @@ def resume_rebuild(rebuild_id: int) -> None:
     rebuild.resume(rebuild_id)
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def reconcile_read_model(name: str, repair: bool = False) -> None:
+    """Reconcile one read model (started from admin); the run is recorded for the page."""
+    from readmodels.operations import reconcile
+
+    reconcile.reconcile(name, repair=repair)
+
+
 @shared_task(ignore_result=True)
 def reconcile_all(repair: bool = False) -> None:
     """Compare every read model with the write model (beat runs it daily)."""

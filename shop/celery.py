@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
@@ -19,3 +19,21 @@ def drop_unusable_database_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_ready.connect
+def serve_worker_metrics(**kwargs) -> None:
+    """With WORKER_METRICS_PORT set, the worker's main process serves its pool's metrics
+    (projection histograms, from this container's PROMETHEUS_MULTIPROC_DIR) on that port.
+    No token: the port is for the private network only and is never published (compose
+    does not map it); the web's /metrics, which is public, needs METRICS_TOKEN."""
+    port = os.environ.get("WORKER_METRICS_PORT")
+    if not port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(int(port), registry=registry)

@@ -1,5 +1,6 @@
 """Django settings, read from the environment through shop.env with local defaults."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -32,8 +33,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens: stored hashed, expiring, revocable (logout).
+    "knox",
     "drf_spectacular",
+    # Swagger UI's files from the package, not a CDN (SPECTACULAR_SETTINGS below).
+    "drf_spectacular_sidecar",
     "orders",
     "readmodels",
 ]
@@ -43,6 +47,9 @@ MIDDLEWARE = [
     # Outermost after the request id: a pool timeout anywhere below becomes 503.
     "shop.admission.DatabaseBusyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS/JS, Swagger UI) from the app server itself: the
+    # image runs uvicorn with no web server in front that could serve them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,7 +119,21 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.get("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (cached forever by browsers) and compressed copies, made by
+    # collectstatic; with DEBUG on the plain finder-served files are used.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# A file missing from collectstatic's manifest gets its plain URL instead of failing the
+# page: test servers run with DEBUG off on a checkout where collectstatic never ran.
+# The image always runs collectstatic (Dockerfile), so there every name is hashed.
+WHITENOISE_MANIFEST_STRICT = False
 
 REDIS_URL = env.get("REDIS_URL")
 ELASTICSEARCH_URL = env.get("ELASTICSEARCH_URL")
@@ -152,7 +173,7 @@ WEB_RETRY_AFTER_SECONDS = env.get_int("WEB_RETRY_AFTER_SECONDS", 1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -163,6 +184,38 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "orders.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Anonymous reads and every command are throttled per client; login has its own
+    # throttles (per address and per account) on its view. See shop/throttles.py.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "shop.throttles.AnonymousReadThrottle",
+        "shop.throttles.CommandThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        scope: env.get(f"THROTTLE_RATE_{scope.upper()}", default)
+        for scope, default in {
+            "login_address": "30/min",
+            "login_account": "10/min",
+            "anon_read": "300/min",
+            "commands": "300/min",
+            "stream": "60/min",
+        }.items()
+    },
+    # Proxies in front of the app that append to X-Forwarded-For. 0 (the default): the
+    # client's address is the socket's, so a client cannot dodge a throttle by sending
+    # its own X-Forwarded-For. Behind one reverse proxy, set 1.
+    "NUM_PROXIES": env.get_int("NUM_PROXIES", 0),
+}
+
+# Open consistency streams per client at once (counted in Redis, each slot expiring
+# with its stream's deadline so a crashed server leaks none).
+STREAMS_PER_CLIENT = env.get_int("STREAMS_PER_CLIENT", 5)
+
+REST_KNOX = {
+    # Tokens expire this long after login; logout revokes one at once.
+    "TOKEN_TTL": timedelta(seconds=env.get_int("API_TOKEN_TTL_SECONDS", 10 * 3600)),
+    # Clients send `Authorization: Token <token>`, as before knox.
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -178,6 +231,11 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: no third-party script on
+    # the admin's origin, and the page works with no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -222,9 +280,23 @@ LOGGING = {
     },
 }
 
-if not DEBUG and env.get_bool("DJANGO_SECURE_COOKIES", default=False):
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+# HTTPS. The shop runs behind a TLS-terminating proxy that sets X-Forwarded-Proto; each
+# switch is on by default with DEBUG off (so `check --deploy` passes as shipped) and can
+# be turned off for a plain-HTTP trial (DJANGO_SECURE_SSL_REDIRECT=false and so on).
+# Trust X-Forwarded-Proto only behind a proxy that always sets it (and strips a client's).
+if env.get_bool("DJANGO_BEHIND_TLS_PROXY", default=not DEBUG):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.get_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# The health checks and Prometheus talk plain HTTP to the container itself.
+SECURE_REDIRECT_EXEMPT = [r"^api/health", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.get_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.get_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.get_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preload is a promise to browsers' built-in lists that is slow to take back; the
+# operator opts in (DJANGO_HSTS_PRELOAD=true), so security.W021 is silenced below.
+SECURE_HSTS_PRELOAD = env.get_bool("DJANGO_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 if DEBUG is False and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is empty; set it to the host names you serve.")
@@ -287,5 +359,25 @@ CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-keys": {
         "task": "orders.tasks.purge_idempotency_keys",
         "schedule": 3600.0,
+    },
+}
+
+# The throttles' counters live in Redis so every web process (and container) shares
+# them; the namespace keeps a test run's or another shop's counters apart.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.get("THROTTLE_KEY_PREFIX", f"{READMODELS['NAMESPACE']}:throttle"),
+        # Bounded like every other Redis client of a web process: past the pool's wait
+        # the throttles let the request through (shop.throttles).
+        "OPTIONS": {
+            "pool_class": "redis.BlockingConnectionPool",
+            "max_connections": REDIS_MAX_CONNECTIONS,
+            "timeout": REDIS_POOL_TIMEOUT_SECONDS,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+        },
     },
 }

@@ -6,9 +6,9 @@ from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from shop import health
+from shop.auth import LoginView, LogoutView
 from shop.metrics_view import metrics
 
 
@@ -54,7 +54,8 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("api/health", health.live, name="health"),
     path("api/health/ready", health.ready, name="health-ready"),
-    path("api/auth/token", obtain_auth_token, name="auth-token"),
+    path("api/auth/token", LoginView.as_view(), name="auth-token"),
+    path("api/auth/logout", LogoutView.as_view(), name="auth-logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("readmodels.api.urls")),

@@ -40,8 +40,11 @@ def uvicorn_server(**env_overrides):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "shop.settings_test",
-        # Production behaviour (JSON error pages, no debug pages).
+        # Production behaviour (JSON error pages, no debug pages), on plain HTTP: no
+        # TLS proxy in front, so no redirect to https and cookies sent over http.
         "DJANGO_DEBUG": "false",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_SECURE_COOKIES": "false",
         # The test process's own key: tokens it signs (consistency tokens of commands
         # run in-process) are then tokens the server issued too.
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
@@ -51,8 +54,10 @@ def uvicorn_server(**env_overrides):
     }
     log = tempfile.NamedTemporaryFile(prefix="uvicorn-", suffix=".log", delete=False)
     process = subprocess.Popen(
+        # --no-proxy-headers as in the Dockerfile: the app alone decides which
+        # X-Forwarded-* headers to trust (NUM_PROXIES, SECURE_PROXY_SSL_HEADER).
         [sys.executable, "-m", "uvicorn", "shop.asgi:application", "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", "warning", "--no-proxy-headers"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:

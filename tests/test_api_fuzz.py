@@ -13,7 +13,7 @@ import threading
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from orders import commands
 from tests.conftest import shipped_group, shipped_groups
@@ -27,7 +27,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(read_model
     staff = get_user_model().objects.create_user("fuzz-staff", password="x", is_staff=True)
     # Every staff power, so the examples reach past the permission checks.
     staff.groups.add(*[shipped_group(name) for name in shipped_groups()])
-    token = Token.objects.create(user=staff)
+    _, token = AuthToken.objects.create(user=staff)
     customer = commands.register_customer(email="fuzz@example.com", name="Fuzz").value
     commands.top_up_balance(customer_id=customer.pk, amount_cents=100_000)
     commands.create_product(sku="FUZZ-1", name="Fuzz kettle", category="fuzz", price_cents=100,
@@ -61,7 +61,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(read_model
                 "--checks", "not_a_server_error,status_code_conformance,"
                 "content_type_conformance,response_headers_conformance,"
                 "response_schema_conformance",
-                "--header", f"Authorization: Token {token.key}",
+                "--header", f"Authorization: Token {token}",
                 "--max-examples", examples,
                 "--phases", "examples,coverage,fuzzing",
                 "--workers", "1",

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from orders import commands
 from orders.models import Customer
@@ -64,7 +64,7 @@ class Http:
 
 def _token_for(customer) -> str:
     user = Customer.objects.get(pk=customer.pk).user
-    return Token.objects.get_or_create(user=user)[0].key
+    return AuthToken.objects.create(user=user)[1]
 
 
 def _support_token() -> str:
@@ -77,7 +77,7 @@ def _support_token() -> str:
         username=f"support-{uuid.uuid4().hex[:8]}", password="x", is_staff=True
     )
     user.groups.add(shipped_group("support"))
-    return Token.objects.get_or_create(user=user)[0].key
+    return AuthToken.objects.create(user=user)[1]
 
 
 class Connections:

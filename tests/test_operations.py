@@ -555,17 +555,59 @@ def test_dead_letter_admin_lists_and_retries_and_discards(
     assert detail.status_code == 200
 
 
-def test_admin_reconcile_button_records_a_run(read_models, admin_client_, make_order):
+def test_admin_reconcile_asks_first_then_runs_on_a_worker_not_in_the_request(
+    read_models, admin_client_, make_order
+):
+    from shop.celery import app
+    from tests.processes import celery_worker_process
+
     make_order()
     project_all()
+    app.control.purge()  # operations queued by earlier tests' requests
+    url = reverse("admin:readmodels_reconcile", args=["order_summary"])
 
-    response = admin_client_.post(reverse("admin:readmodels_reconcile", args=["order_summary"]))
+    # The button opens a confirmation page; a GET changes nothing.
+    page = admin_client_.get(url)
+    assert page.status_code == 200
+    assert 'id="confirm-operation"' in page.content.decode()
+    assert not ReconcileRun.objects.exists()
 
+    response = admin_client_.post(url)
     assert response.status_code == 302
+    # Queued, not run: no worker is up yet, so nothing has been reconciled.
+    assert not ReconcileRun.objects.exists()
+
+    with celery_worker_process("reconciler"):
+        wait_until(ReconcileRun.objects.exists, timeout=120,
+                   message="the queued reconcile never ran on the worker")
     run = ReconcileRun.objects.get()
     assert (run.projector, run.repair, run.checked, run.missing) == ("order_summary", False, 1, 0)
     page = admin_client_.get("/admin/readmodels/checkpoint/").content.decode()
     assert "checked 1, missing 0" in page
+
+
+def test_admin_rebuild_asks_first_then_runs_on_a_worker(read_models, admin_client_, make_order):
+    from readmodels.models import Rebuild, RebuildStatus
+    from shop.celery import app
+    from tests.processes import celery_worker_process
+
+    make_order()
+    app.control.purge()
+    url = reverse("admin:readmodels_rebuild", args=["order_summary"])
+    page = admin_client_.get(url)
+    assert page.status_code == 200 and 'id="confirm-operation"' in page.content.decode()
+    assert not Rebuild.objects.exists()
+    assert admin_client_.post(url).status_code == 302
+    assert not Rebuild.objects.exists()  # a worker does it, not the request
+    with celery_worker_process("rebuilder"):
+        wait_until(lambda: Rebuild.objects.filter(status=RebuildStatus.DONE).exists(),
+                   timeout=120, message="the queued rebuild never finished on the worker")
+
+
+def test_admin_operations_on_an_unknown_read_model_are_404(admin_client_):
+    for name in ("admin:readmodels_rebuild", "admin:readmodels_reconcile"):
+        assert admin_client_.get(reverse(name, args=["nope"])).status_code == 404
+        assert admin_client_.post(reverse(name, args=["nope"])).status_code == 404
 
 
 def test_shopper_is_not_staff_and_cannot_open_the_projections_admin(read_models, make_customer):

@@ -19,7 +19,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from orders import commands, payments
 from orders.models import Customer, OutboxMessage, PaymentEvent
@@ -86,8 +86,8 @@ def call(port: int, method: str, path: str, body=None, headers: dict | None = No
 
 
 def auth(user) -> dict:
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}"}
+    _, token = AuthToken.objects.create(user=user)
+    return {"Authorization": f"Token {token}"}
 
 
 def balance(customer) -> int:
@@ -514,6 +514,9 @@ def test_api_permission_matrix(server, read_models, make_customer, make_product,
 
 OPERATIONS = {
     "projections page": ("get", "admin:readmodels_checkpoint_changelist", {}),
+    "rebuild confirmation": ("get", "admin:readmodels_rebuild", {}),
+    "reconcile confirmation": ("get", "admin:readmodels_reconcile", {}),
+    "repair confirmation": ("get", "admin:readmodels_reconcile", {"repair": "1"}),
     "rebuild": ("post", "admin:readmodels_rebuild", {}),
     "reconcile": ("post", "admin:readmodels_reconcile", {}),
     "reconcile and repair": ("post", "admin:readmodels_reconcile", {"repair": "1"}),

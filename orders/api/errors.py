@@ -7,6 +7,7 @@ validation errors only, keyed by the request field that was wrong.
 from __future__ import annotations
 
 import logging
+import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -79,7 +80,8 @@ def exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            # Rounded up: "0" would invite an immediate retry that is refused again.
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         code, message = _flatten(exc.detail)
         if isinstance(exc.detail, exceptions.ErrorDetail) and exc.detail.code:
             code = exc.detail.code

@@ -5,7 +5,9 @@ one `caught_up` event per view as soon as that view includes the token, then `en
 and closes (or `timeout` at the deadline). Waiting is on the projectors' Redis pub/sub
 announcements, on the web process's one shared subscription
 (progress.Waiting); no request polls PostgreSQL. Served by the ASGI app. It reveals only
-whether views have passed a token, never any data, so it needs no login.
+whether views have passed a token, never any data, so it needs no login; opening
+streams is throttled per client address, and a client may hold only so many at once
+(STREAMS_PER_CLIENT, counted in Redis).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import json
 import time
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 
@@ -22,6 +25,7 @@ from readmodels import projectors
 from readmodels.api.consistency import InvalidMaxWait, parse_max_wait_ms
 from readmodels.pipeline import progress
 from readmodels.stores import StoreUnavailable
+from shop import throttles
 from shop.admission import leave
 
 DEFAULT_WAIT_MS = 10_000
@@ -30,6 +34,42 @@ MAX_WAIT_MS = 60_000
 
 def _error(code: str, message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def _too_many(code: str, message: str, retry_after: int) -> JsonResponse:
+    response = _error(code, message, 429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _slots_key(request) -> str:
+    prefix = settings.CACHES["throttle"]["KEY_PREFIX"]
+    return f"{prefix}:streams:{throttles.client_address(request)}"
+
+
+# Count a stream in; refuse past the limit without touching the expiry (refused attempts
+# must not keep a leaked count alive); only ever lengthen the expiry, never shorten it.
+_TAKE_SLOT = """
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return n
+"""
+
+
+async def _take_slot(client, key: str, wait_ms: int) -> bool:
+    """Count one more open stream for this client; False (and nothing counted) if it
+    already holds STREAMS_PER_CLIENT. The count expires a while after the newest
+    stream's deadline, so slots of a server that died mid-stream come back by themselves."""
+    taken = await client.eval(
+        _TAKE_SLOT, 1, key, settings.STREAMS_PER_CLIENT, wait_ms // 1000 + 30
+    )
+    return bool(taken)
 
 
 def _event(name: str, data: dict) -> str:
@@ -59,6 +99,23 @@ async def consistency_stream(request):
         response["Retry-After"] = str(settings.WEB_RETRY_AFTER_SECONDS)
         return response
 
+    retry_after = await sync_to_async(throttles.stream_wait)(request)
+    if retry_after is not None:
+        return _too_many("throttled", "Too many streams opened; retry later.", retry_after)
+    slots = _slots_key(request)
+    try:
+        # On the process's bounded Redis pool, like the waits themselves.
+        counted = await _take_slot(waiting.client, slots, wait_ms)
+    except progress.ASYNC_ERRORS:
+        # Redis down: the stream itself will say so (an `error` event); nothing to count.
+        counted = None
+    if counted is False:
+        return _too_many(
+            "too_many_streams",
+            f"At most {settings.STREAMS_PER_CLIENT} open streams per client; close one first.",
+            5,
+        )
+
     async def events():
         started = time.monotonic()
         deadline = started + wait_ms / 1000
@@ -86,6 +143,11 @@ async def consistency_stream(request):
         finally:
             for task in waits:
                 task.cancel()
+            if counted:
+                try:
+                    await waiting.client.decr(slots)
+                except (*progress.ASYNC_ERRORS, asyncio.CancelledError):
+                    pass  # the count expires by itself
 
     # From here on the stream only waits: it counts among the waiting readers, not
     # among the requests in flight.

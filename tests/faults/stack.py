@@ -241,7 +241,7 @@ class Stack:
         self.manage("migrate", "--noinput")
         self.manage("setup_readmodels")
         self.manage("createsuperuser", "--noinput", "--username", "ops", "--email", "o@x.io")
-        self.token = self.manage("drf_create_token", "ops").stdout.split()[2]
+        self.token = self.manage("create_api_token", "ops").stdout.split()[2]
         self._spawn("web", [str(VENV_BIN / "uvicorn"), "shop.asgi:application", "--port",
                             str(self.web_port), "--log-level", "warning"])
         for n in range(workers):
