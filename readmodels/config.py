@@ -63,3 +63,7 @@ def rebuild_grace_seconds() -> float:
 
 def outbox_retention_days() -> float:
     return float(_conf().get("OUTBOX_RETENTION_DAYS", 7))
+
+
+def session_token_ttl_seconds() -> int:
+    return int(_conf().get("SESSION_TOKEN_TTL_SECONDS", 3600))

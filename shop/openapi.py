@@ -59,3 +59,86 @@ def add_error_responses(result, generator, request, public):
                     },
                 )
     return result
+
+
+def _header(description: str, schema_type: str = "string") -> dict:
+    return {"description": description, "schema": {"type": schema_type}}
+
+
+REQUEST_ID = _header(
+    "This request's id (the caller's own X-Request-ID when it sent a sane one); "
+    "it is in the logs and on the outbox rows the request wrote."
+)
+LOCATION = _header("The URL of the created resource (its strong read).")
+RETRY_AFTER = _header("Seconds to wait before retrying.", "integer")
+READ_MODEL_DOWN = _header("On a projected read: the read model that could not answer.")
+REPLAYED = _header(
+    "`true` when this is the stored answer of an earlier request with the same "
+    "Idempotency-Key: the command did not run again."
+)
+
+
+def _is_projected(operation) -> bool:
+    return any(p.get("name") == "max_wait_ms" for p in operation.get("parameters", []))
+
+
+def _is_command(operation) -> bool:
+    return any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
+
+
+def add_common_headers(result, generator, request, public):
+    """Response headers every operation (or every one of a kind) sends."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                headers = response.setdefault("headers", {})
+                headers.setdefault("X-Request-ID", REQUEST_ID)
+                if status == "503":
+                    headers.setdefault("Retry-After", RETRY_AFTER)
+                    if _is_projected(operation):
+                        headers.setdefault("X-Read-Model", READ_MODEL_DOWN)
+                if status.startswith("2") and _is_command(operation):
+                    headers.setdefault("Idempotent-Replayed", REPLAYED)
+                if status == "201":
+                    headers.setdefault("Location", LOCATION)
+    return result
+
+
+STREAM_PATH = "/api/consistency/stream"
+STREAM_OPERATION = {
+    "operationId": "consistency_stream",
+    "summary": "Server-sent events: tell me when these views include my write.",
+    "description": (
+        "A `text/event-stream` that needs no login (it reveals only whether views have "
+        "passed a token, never data). Events, each `event: <name>` and `data: <json>`:\n"
+        "- `start` `{views, max_wait_ms}`\n"
+        "- `caught_up` `{view, waited_ms}`, once per view as soon as it includes the token\n"
+        "- `timeout` `{views, waited_ms}`: the views still behind at the deadline\n"
+        "- `error` `{code, message}`: a store did not answer\n"
+        "- `end` `{}`, then the stream closes.\n"
+        "Bad input answers 400 JSON before any event; 503 `overloaded` with Retry-After "
+        "when the process holds as many waiting readers as it allows."
+    ),
+    "tags": ["api"],
+    "parameters": [
+        {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
+         "description": "An X-Consistency-Token from a command response."},
+        {"name": "views", "in": "query", "required": True, "schema": {"type": "string"},
+         "description": "Comma-separated read models: products_search, orders_search, "
+                        "order_summary, customer_dashboard."},
+        {"name": "max_wait_ms", "in": "query", "schema": {"type": "integer"},
+         "description": "How long to wait, in ms (default 10000, at most 60000)."},
+    ],
+    "responses": {
+        "200": {
+            "description": "The event stream.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+}
+
+
+def add_stream(result, generator, request, public):
+    """The SSE endpoint is a plain async view that drf-spectacular cannot see."""
+    result.setdefault("paths", {}).setdefault(STREAM_PATH, {"get": dict(STREAM_OPERATION)})
+    return result

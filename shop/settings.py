@@ -224,7 +224,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Commands write to PostgreSQL and answer with an `X-Consistency-Token`. "
         "Reads say how consistent they are in `X-Consistency` (strong, eventual, "
-        "strong-fallback)."
+        "strong-fallback). Session consistency: a signed-in user's projected reads wait "
+        "(bounded by max_wait_ms) for that user's latest command without sending a token; "
+        "an explicit `X-Consistency-Token` wins, `X-Consistency-Token: none` or "
+        "`?consistency=none` opts out, and `X-Consistency-Source` says which governed. "
+        "Start at `GET /api/`."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -236,7 +240,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "shop.openapi.add_stream",
         "shop.openapi.add_error_responses",
+        "shop.openapi.add_common_headers",
     ],
 }
 
@@ -331,6 +337,9 @@ READMODELS = {
     # Token waits (and consistency streams) one web process holds at once; a read
     # beyond it answers at once, stale if its token is not reached yet.
     "MAX_WAITING_READERS": env.get_int("READMODELS_MAX_WAITING_READERS", 1000),
+    # Session consistency: how long the token of a user's latest command is remembered.
+    # A signed-in user's projected reads wait for it (bounded by max_wait_ms) until then.
+    "SESSION_TOKEN_TTL_SECONDS": env.get_int("READMODELS_SESSION_TOKEN_TTL_SECONDS", 3600),
     "REBUILD_GRACE_SECONDS": 600.0,
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
 }

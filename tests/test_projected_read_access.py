@@ -61,13 +61,13 @@ def test_another_customers_order_history_is_empty(bobs_order, ann, bob, client_f
     assert theirs.json()["count"] == 0
     assert theirs.json()["results"] == []
     own = client_for(bob.user).get(f"/api/customers/{bob.pk}/orders")
-    assert [o["order_id"] for o in own.json()["results"]] == [str(bobs_order.pk)]
+    assert [o["id"] for o in own.json()["results"]] == [str(bobs_order.pk)]
 
 
 def test_staff_see_any_customers_history(bobs_order, bob, staff_client):
     response = staff_client.get(f"/api/customers/{bob.pk}/orders")
     assert response.status_code == 200, response.content
-    assert [o["order_id"] for o in response.json()["results"]] == [str(bobs_order.pk)]
+    assert [o["id"] for o in response.json()["results"]] == [str(bobs_order.pk)]
 
 
 @pytest.mark.parametrize("path", ["/api/orders/search?q=Product", "/api/stats/orders"])
@@ -115,4 +115,4 @@ def test_order_history_does_not_wait_for_the_dashboard(
     )
     assert history.status_code == 200, history.content
     assert history["X-Stale"] == "false"
-    assert [o["order_id"] for o in history.json()["results"]] == [placed.json()["id"]]
+    assert [o["id"] for o in history.json()["results"]] == [placed.json()["id"]]

@@ -504,7 +504,7 @@ def test_api_permission_matrix(server, read_models, make_customer, make_product,
         if actor == "anonymous":
             got, expected = (answer.status, answer.code), (401, "not_authenticated")
         else:
-            ids = [o["order_id"] for o in answer.json()["results"]] if answer.status == 200 else []
+            ids = [o["id"] for o in answer.json()["results"]] if answer.status == 200 else []
             got = (answer.status, str(bobs_order.pk) in ids)
             expected = (200, actor == "support")
         seen[("customer's order history", actor)] = (got, expected, got == expected)

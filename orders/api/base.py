@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orders import errors, idempotency, metrics, selectors
+from orders import errors, idempotency, metrics, selectors, signals
 from orders.commands import Committed
 from orders.models import Customer
 
@@ -45,9 +46,10 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description=(
-        "Any unique string (a UUID is best). Retrying with the same key and the same "
-        "request replays the first response instead of running the command again; the "
-        "same key with a different request is refused with 422. Keys expire after 24 hours."
+        "Any unique string of 1 to 255 characters without NUL (a UUID is best). Retrying "
+        "with the same key and the same request replays the first response (with "
+        "`Idempotent-Replayed: true`) instead of running the command again; the same key "
+        "with a different request is refused with 422. Keys expire after 24 hours."
     ),
 )
 IF_MATCH_HEADER = OpenApiParameter(
@@ -140,6 +142,9 @@ class CommandView(ShopView):
     """
 
     success_status = 200
+    # For a 201: the URL name of the created resource's strong read, and its argument.
+    location_name: str | None = None
+    location_kwarg: str = "pk"
 
     def command(self, request, *args, **kwargs) -> Response:
         raise NotImplementedError
@@ -147,6 +152,10 @@ class CommandView(ShopView):
     def committed_response(self, result: Committed, body: dict) -> Response:
         response = Response(body, status=self.success_status)
         response["X-Consistency-Token"] = result.token
+        if self.success_status == 201 and self.location_name and "id" in body:
+            response["Location"] = self.request.build_absolute_uri(
+                reverse(self.location_name, kwargs={self.location_kwarg: body["id"]})
+            )
         if "version" in body:
             response["ETag"] = etag(body["version"])
         return response
@@ -163,6 +172,13 @@ class CommandView(ShopView):
             raise
         outcome = "ok" if response.status_code < 400 else "refused"
         metrics.COMMANDS.labels(name, outcome).inc()
+        token = response.get("X-Consistency-Token")
+        if token and response.status_code < 400 and request.user.is_authenticated:
+            # Committed (the transaction is closed by now), replays included: the user's
+            # next projected reads wait for this, from any device, with no token sent.
+            signals.command_answered.send(
+                sender=type(self), user_id=request.user.pk, token=token
+            )
         return response
 
     def _run_command(self, request, *args, **kwargs) -> Response:

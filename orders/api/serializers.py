@@ -125,3 +125,28 @@ class OrderOut(serializers.ModelSerializer):
             "lines",
             "payments",
         ]
+
+
+class MeOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The login's user id.")
+    username = serializers.CharField()
+    is_staff = serializers.BooleanField(help_text="Back-office login: acts for customers.")
+    customer_id = serializers.IntegerField(
+        allow_null=True, help_text="The customer this login is, or null (staff, or not yet)."
+    )
+
+
+class ApiResourceOut(serializers.Serializer):
+    path = serializers.CharField()
+    methods = serializers.ListField(child=serializers.CharField())
+    consistency = serializers.ChoiceField(choices=["strong", "eventual", "command", "stream"])
+    access = serializers.CharField(help_text="public, signed-in, owner or staff (permission).")
+    description = serializers.CharField()
+
+
+class ApiRootOut(serializers.Serializer):
+    name = serializers.CharField()
+    schema = serializers.URLField()
+    docs = serializers.URLField()
+    auth = serializers.CharField()
+    resources = ApiResourceOut(many=True)

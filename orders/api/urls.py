@@ -5,6 +5,8 @@ from django.urls import path
 from orders.api import views
 
 urlpatterns = [
+    path("", views.ApiRootView.as_view(), name="api-root"),
+    path("me", views.MeView.as_view(), name="me"),
     path("customers", views.CustomerCreateView.as_view(), name="customer-create"),
     path("customers/<int:customer_id>", views.CustomerDetailView.as_view(), name="customer-detail"),
     path("customers/<int:customer_id>/top-ups", views.TopUpView.as_view(), name="customer-top-up"),

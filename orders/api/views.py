@@ -39,6 +39,7 @@ def _order_body(order_id) -> dict:
 
 class CustomerCreateView(CommandView):
     success_status = 201
+    location_name, location_kwarg = "customer-detail", "customer_id"
 
     @extend_schema(
         request=s.CustomerIn,
@@ -147,6 +148,7 @@ class PaymentWebhookView(APIView):
 
 class ProductCreateView(CommandView):
     success_status = 201
+    location_name, location_kwarg = "product-detail", "product_id"
 
     @extend_schema(
         request=s.ProductIn,
@@ -224,6 +226,7 @@ class RestockView(CommandView):
 
 class OrderCreateView(CommandView):
     success_status = 201
+    location_name, location_kwarg = "order-detail", "order_id"
 
     @extend_schema(
         request=s.OrderIn,
@@ -315,3 +318,80 @@ OrderShipView = _transition_view(
     staff_only=True,
     staff_permission="orders.ship_order",
 )
+
+
+# What GET /api/ lists: (path, methods, consistency, access, description).
+RESOURCES = [
+    ("/api/auth/token", ["POST"], "command", "public",
+     "Exchange username and password for an expiring API token (Authorization: Token <key>)."),
+    ("/api/auth/logout", ["POST"], "command", "signed-in", "Revoke the token sent."),
+    ("/api/me", ["GET"], "strong", "signed-in", "Who you are: user id, staff or not, customer id."),
+    ("/api/customers", ["POST"], "command", "signed-in", "Register a customer."),
+    ("/api/customers/{customer_id}", ["GET"], "strong", "owner or staff", "A customer."),
+    ("/api/customers/{customer_id}/top-ups", ["POST"], "command", "staff (top_up_balance)",
+     "Credit a customer's balance."),
+    ("/api/customers/{customer_id}/dashboard", ["GET"], "eventual", "owner or staff",
+     "Balance, open orders, spend, latest orders."),
+    ("/api/customers/{customer_id}/orders", ["GET"], "eventual", "owner or staff",
+     "Order history, newest first."),
+    ("/api/products", ["POST"], "command", "staff", "Add a product."),
+    ("/api/products/{product_id}", ["GET", "PATCH"], "strong", "public (GET), staff (PATCH)",
+     "A product."),
+    ("/api/products/{product_id}/restock", ["POST"], "command", "staff", "Add stock."),
+    ("/api/products/search", ["GET"], "eventual", "public", "Search the catalogue."),
+    ("/api/orders", ["POST"], "command", "signed-in", "Place an order."),
+    ("/api/orders/{order_id}", ["GET"], "strong", "owner or staff", "An order."),
+    ("/api/orders/{order_id}/pay", ["POST"], "command", "owner or staff", "Pay an order."),
+    ("/api/orders/{order_id}/cancel", ["POST"], "command", "owner or staff", "Cancel an order."),
+    ("/api/orders/{order_id}/ship", ["POST"], "command", "staff (ship_order)", "Ship an order."),
+    ("/api/orders/{order_id}/summary", ["GET"], "eventual", "owner or staff",
+     "An order's confirmation and tracking summary."),
+    ("/api/orders/search", ["GET"], "eventual", "staff (view_order)", "Find orders."),
+    ("/api/stats/orders", ["GET"], "eventual", "staff (view_order)", "Order counts and revenue."),
+    ("/api/consistency/stream", ["GET"], "stream", "signed-in",
+     "Server-sent events: when each view includes a token."),
+    ("/api/health", ["GET"], "strong", "public", "Liveness."),
+]
+
+
+class ApiRootView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: s.ApiRootOut}, summary="The API's resources, and where to start.")
+    def get(self, request):
+        return Response(
+            s.ApiRootOut(
+                {
+                    "name": "Shop API",
+                    "schema": request.build_absolute_uri("/api/schema/"),
+                    "docs": request.build_absolute_uri("/api/docs/"),
+                    "auth": (
+                        "POST /api/auth/token with username and password, then send "
+                        "`Authorization: Token <key>`. Public reads need no login."
+                    ),
+                    "resources": [
+                        dict(zip(["path", "methods", "consistency", "access", "description"], r, strict=True))
+                        for r in RESOURCES
+                    ],
+                }
+            ).data
+        )
+
+
+class MeView(StrongReadView):
+    @extend_schema(
+        responses={200: s.MeOut}, parameters=[STRONG_READ_HEADERS[0]], description=STRONG,
+        summary="The signed-in user: id, staff or not, and their customer id if any.",
+    )
+    def get(self, request):
+        customer = selectors.customer_for_user(user=request.user)
+        return Response(
+            s.MeOut(
+                {
+                    "id": request.user.pk,
+                    "username": request.user.get_username(),
+                    "is_staff": request.user.is_staff,
+                    "customer_id": None if customer is None else customer.pk,
+                }
+            ).data
+        )

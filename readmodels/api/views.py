@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import zoneinfo
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from orders.api.base import require_staff_permission
 from orders.models import OrderStatus
 from readmodels import projectors, queries
+from readmodels.api import serializers as out
 from readmodels.api.consistency import (
     ProjectedReadView,
     eventual_description,
@@ -46,10 +49,6 @@ def _owned(request, document: dict | None) -> dict:
     return document
 
 
-def _public(document: dict) -> dict:
-    return {k: v for k, v in document.items() if k != "user_id"}
-
-
 def _within_result_window(attrs: dict) -> dict:
     """Refuse a page Elasticsearch cannot serve (from + size past max_result_window)."""
     if attrs["page"] * attrs["page_size"] > queries.MAX_RESULT_WINDOW:
@@ -65,6 +64,51 @@ def _within_result_window(attrs: dict) -> dict:
             }
         )
     return attrs
+
+
+def _link(request, **changes) -> str:
+    """This request's URL with some query parameters changed (None removes one)."""
+    query = request.query_params.copy()
+    for name, value in changes.items():
+        if value is None:
+            query.pop(name, None)
+        else:
+            query[name] = str(value)
+    encoded = query.urlencode()
+    return request.build_absolute_uri(request.path + (f"?{encoded}" if encoded else ""))
+
+
+def _page_links(request, *, page: int, page_size: int, count: int) -> dict:
+    last = min(count, queries.MAX_RESULT_WINDOW)
+    return {
+        "next": _link(request, page=page + 1) if page * page_size < last else None,
+        "previous": _link(request, page=page - 1) if page > 1 else None,
+    }
+
+
+def encode_cursor(sort_values: list) -> str:
+    """The opaque search_after cursor a client sends back for the next page."""
+    return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> list:
+    """The sort values of a cursor made by encode_cursor, or a ValidationError."""
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        parsed = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error, RecursionError):
+        parsed = None
+    if (
+        not isinstance(parsed, list)
+        or len(parsed) != 2
+        or not isinstance(parsed[0], int)
+        or isinstance(parsed[0], bool)
+        or not isinstance(parsed[1], str)
+    ):
+        raise serializers.ValidationError(
+            "must be next_search_after from a previous page", code="invalid_cursor"
+        )
+    return parsed
 
 
 class ProductSearchIn(serializers.Serializer):
@@ -89,7 +133,7 @@ class ProductSearchView(ProjectedReadView):
     @extend_schema(
         parameters=[ProductSearchIn, *projected_parameters()],
         description=eventual_description("products_search", "Elasticsearch", "unavailable"),
-        responses={200: dict},
+        responses={200: out.ProductSearchOut},
         summary="Search the catalogue (relevance, typo-tolerant, category facet).",
     )
     def get(self, request, **kwargs):
@@ -101,7 +145,12 @@ class ProductSearchView(ProjectedReadView):
         data = dict(params.validated_data)
         if data.get("in_stock") is None and "in_stock" not in request.query_params:
             data["in_stock"] = None
-        return Response(queries.search_products(queries.ProductSearch(**data)))
+        result = queries.search_products(queries.ProductSearch(**data))
+        result.update(
+            _page_links(request, page=data["page"], page_size=data["page_size"],
+                        count=result["count"])
+        )
+        return Response(out.ProductSearchOut(result).data)
 
 
 class CustomerOrdersIn(serializers.Serializer):
@@ -110,20 +159,7 @@ class CustomerOrdersIn(serializers.Serializer):
     search_after = serializers.CharField(required=False, max_length=500)
 
     def validate_search_after(self, value):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise serializers.ValidationError(
-                "must be next_search_after from a previous page"
-            ) from None
-        if (
-            not isinstance(parsed, list)
-            or len(parsed) != 2
-            or not isinstance(parsed[0], int)
-            or not isinstance(parsed[1], str)
-        ):
-            raise serializers.ValidationError("must be next_search_after from a previous page")
-        return parsed
+        return decode_cursor(value)
 
 
 class CustomerOrdersView(ProjectedReadView):
@@ -133,7 +169,7 @@ class CustomerOrdersView(ProjectedReadView):
     @extend_schema(
         parameters=[CustomerOrdersIn, *projected_parameters()],
         description=eventual_description("orders_search", "Elasticsearch", "unavailable"),
-        responses={200: dict},
+        responses={200: out.CustomerOrdersOut},
         summary="A customer's order history, newest first (search_after pagination).",
     )
     def get(self, request, **kwargs):
@@ -154,9 +190,16 @@ class CustomerOrdersView(ProjectedReadView):
             search_after=params.validated_data.get("search_after"),
             user_id=None if _sees_every_customer(request) else request.user.pk,
         )
-        if result["next_search_after"] is not None:
-            result["next_search_after"] = json.dumps(result["next_search_after"])
-        return Response(result)
+        after = result["next_search_after"]
+        result["next_search_after"] = None if after is None else encode_cursor(after)
+        result["next"] = (
+            None if after is None else _link(request, search_after=result["next_search_after"])
+        )
+        # search_after pages forward only: back is the first page, when this is not it.
+        result["previous"] = (
+            _link(request, search_after=None) if "search_after" in request.query_params else None
+        )
+        return Response(out.CustomerOrdersOut(result).data)
 
 
 class OrderSearchIn(serializers.Serializer):
@@ -175,7 +218,7 @@ class OrderSearchView(ProjectedReadView):
     @extend_schema(
         parameters=[OrderSearchIn, *projected_parameters()],
         description=eventual_description("orders_search", "Elasticsearch", "unavailable"),
-        responses={200: dict},
+        responses={200: out.OrderSearchOut},
         summary="Staff: find orders by customer name or email, sku or item name.",
     )
     def get(self, request, **kwargs):
@@ -185,7 +228,12 @@ class OrderSearchView(ProjectedReadView):
         _require_staff(request)
         params = OrderSearchIn(data=request.query_params)
         params.is_valid(raise_exception=True)
-        return Response(queries.search_orders(**params.validated_data))
+        result = queries.search_orders(**params.validated_data)
+        result.update(
+            _page_links(request, page=result["page"], page_size=result["page_size"],
+                        count=result["count"])
+        )
+        return Response(out.OrderSearchOut(result).data)
 
 
 @functools.cache
@@ -245,7 +293,7 @@ class OrderStatsView(ProjectedReadView):
             *projected_parameters(),
         ],
         description=eventual_description("order_stats", "Elasticsearch", "unavailable"),
-        responses={200: dict},
+        responses={200: out.OrderStatsOut},
         summary="Staff: order count and revenue per status and per time bucket.",
     )
     def get(self, request, **kwargs):
@@ -257,10 +305,12 @@ class OrderStatsView(ProjectedReadView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         return Response(
-            queries.order_stats(
-                start=data["start"], end=data["end"], interval=data["interval"],
-                time_zone=data["time_zone"],
-            )
+            out.OrderStatsOut(
+                queries.order_stats(
+                    start=data["start"], end=data["end"], interval=data["interval"],
+                    time_zone=data["time_zone"],
+                )
+            ).data
         )
 
 
@@ -271,7 +321,7 @@ class OrderSummaryView(ProjectedReadView):
     @extend_schema(
         parameters=projected_parameters(),
         description=eventual_description("order_summary", "Redis", "strong"),
-        responses={200: dict},
+        responses={200: out.OrderSummaryOut},
         summary="An order's confirmation and tracking summary.",
     )
     def get(self, request, **kwargs):
@@ -279,11 +329,11 @@ class OrderSummaryView(ProjectedReadView):
 
     def read(self, request, order_id):
         found = queries.order_summary(str(order_id))
-        return Response(_public(_owned(request, found[1] if found else None)))
+        return Response(out.OrderSummaryOut(_owned(request, found[1] if found else None)).data)
 
     def read_strong(self, request, order_id):
         docs = projectors.get("order_summary").load({str(order_id)})
-        return Response(_public(_owned(request, docs[0].body if docs else None)))
+        return Response(out.OrderSummaryOut(_owned(request, docs[0].body if docs else None)).data)
 
 
 class CustomerDashboardView(ProjectedReadView):
@@ -293,7 +343,7 @@ class CustomerDashboardView(ProjectedReadView):
     @extend_schema(
         parameters=projected_parameters(),
         description=eventual_description("customer_dashboard", "Redis", "strong"),
-        responses={200: dict},
+        responses={200: out.DashboardOut},
         summary="A customer's dashboard: balance, open orders, spend, latest orders.",
     )
     def get(self, request, **kwargs):
@@ -301,10 +351,10 @@ class CustomerDashboardView(ProjectedReadView):
 
     def read(self, request, customer_id: int):
         found = queries.customer_dashboard(customer_id)
-        return Response(_public(_owned(request, found[1] if found else None)))
+        return Response(out.DashboardOut(_owned(request, found[1] if found else None)).data)
 
     def read_strong(self, request, customer_id: int):
         docs = projectors.get("customer_dashboard").load({str(customer_id)})
-        return Response(_public(_owned(request, docs[0].body if docs else None)))
+        return Response(out.DashboardOut(_owned(request, docs[0].body if docs else None)).data)
 
 
