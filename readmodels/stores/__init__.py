@@ -3,3 +3,7 @@
 
 class StoreUnavailable(Exception):
     """A store did not answer. Not the rows' fault: retry later, never dead-letter."""
+
+
+class StoreSlow(StoreUnavailable):
+    """A store answered too late (a timeout): busy, not down. Retry soon, do not back off."""

@@ -15,7 +15,7 @@ from django.conf import settings
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from readmodels import config
-from readmodels.stores import StoreUnavailable
+from readmodels.stores import StoreSlow, StoreUnavailable
 
 CONNECTION_ERRORS = (
     elastic_transport.ConnectionError,
@@ -124,6 +124,8 @@ def bulk_write(model: str, docs: list[Doc], index: str | None = None) -> BulkRes
                 failed[str(result.get("_id"))] = str(result.get("error"))
         # Searchable, not only stored, before anyone's checkpoint passes these rows.
         es.indices.refresh(index=target)
+    except elastic_transport.ConnectionTimeout as exc:
+        raise StoreSlow(f"Elasticsearch timed out: {exc}") from exc
     except CONNECTION_ERRORS as exc:
         raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
     except ApiError as exc:

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 
 from readmodels import config
-from readmodels.stores import StoreUnavailable
+from readmodels.stores import StoreSlow, StoreUnavailable
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -80,6 +80,8 @@ def write_documents(model: str, docs, gen: int | None = None) -> tuple[int, int]
                 client=pipe,
             )
         results = pipe.execute()
+    except redis.TimeoutError as exc:
+        raise StoreSlow(f"Redis timed out: {exc}") from exc
     except CONNECTION_ERRORS as exc:
         raise StoreUnavailable(f"Redis: {exc}") from exc
     written = sum(1 for r in results if r == 1)
