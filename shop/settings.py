@@ -198,6 +198,9 @@ READMODELS = {
     "POISON_MAX_ATTEMPTS": 5,
     "SWEEP_INTERVAL_SECONDS": 1.0,
     "RUN_TIME_BUDGET_SECONDS": 10.0,
+    # Between two passes of a busy projector: lets batches grow with load (a run's fixed
+    # cost is paid once per batch), at the price of this much added lag under load.
+    "MICRO_BATCH_LINGER_MS": env.get_int("MICRO_BATCH_LINGER_MS", 20),
     "STORE_TIMEOUT_SECONDS": 5.0,
     "REBUILD_GRACE_SECONDS": 600.0,
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
