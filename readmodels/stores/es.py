@@ -24,6 +24,13 @@ CONNECTION_ERRORS = (
 )
 
 
+def unavailable(exc: Exception) -> StoreUnavailable:
+    """The store's failure as the runner must see it: a timeout is slow, not down."""
+    if isinstance(exc, elastic_transport.ConnectionTimeout):
+        return StoreSlow(f"Elasticsearch timed out: {exc}")
+    return StoreUnavailable(f"Elasticsearch: {exc}")
+
+
 @functools.lru_cache(maxsize=4)
 def _client(url: str, timeout: float) -> Elasticsearch:
     return Elasticsearch(url, request_timeout=timeout, max_retries=0, retry_on_timeout=False)
@@ -65,7 +72,7 @@ def ensure_index(model: str, mappings: dict, settings_: dict | None = None) -> s
         es.indices.update_aliases(actions=[{"add": {"index": index, "alias": name}}])
         return index
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 @dataclass
@@ -124,13 +131,11 @@ def bulk_write(model: str, docs: list[Doc], index: str | None = None) -> BulkRes
                 failed[str(result.get("_id"))] = str(result.get("error"))
         # Searchable, not only stored, before anyone's checkpoint passes these rows.
         es.indices.refresh(index=target)
-    except elastic_transport.ConnectionTimeout as exc:
-        raise StoreSlow(f"Elasticsearch timed out: {exc}") from exc
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     except ApiError as exc:
         if exc.meta.status in (404, 429, 502, 503, 504):
-            raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+            raise unavailable(exc) from exc
         raise
     return BulkResult(written, stale, failed)
 
@@ -142,7 +147,7 @@ def get_versions(model: str, keys: list[str]) -> dict[str, int]:
     try:
         response = client().mget(index=alias(model), ids=keys, source=False)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     return {d["_id"]: d["_version"] for d in response["docs"] if d.get("found")}
 
 
@@ -150,14 +155,14 @@ def search(model: str, **body):
     try:
         return client().search(index=alias(model), **body)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def current_index(model: str) -> str | None:
     try:
         found = client().indices.get_alias(name=alias(model), ignore_unavailable=True)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     except ApiError as exc:
         if exc.meta.status == 404:
             return None
@@ -181,7 +186,7 @@ def create_index(model: str, generation: int, mappings: dict) -> str:
                 settings={"number_of_shards": 1, "number_of_replicas": 0},
             )
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     return index
 
 
@@ -194,7 +199,7 @@ def swap_alias(model: str, new_index: str) -> str | None:
     try:
         client().indices.update_aliases(actions=actions)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     return old
 
 
@@ -202,7 +207,7 @@ def drop_index(index: str) -> None:
     try:
         client().indices.delete(index=index, ignore_unavailable=True)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def iter_ids(model: str, batch_size: int = 1000):
@@ -220,7 +225,7 @@ def iter_ids(model: str, batch_size: int = 1000):
         if batch:
             yield batch
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def delete_ids(model: str, ids: list[str]) -> None:
@@ -231,4 +236,4 @@ def delete_ids(model: str, ids: list[str]) -> None:
         helpers.bulk(client(), actions, raise_on_error=False)
         client().indices.refresh(index=alias(model))
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc

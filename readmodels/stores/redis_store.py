@@ -30,6 +30,13 @@ return 1
 """
 
 
+def unavailable(exc: Exception) -> StoreUnavailable:
+    """The store's failure as the runner must see it: a timeout is slow, not down."""
+    if isinstance(exc, redis.TimeoutError):
+        return StoreSlow(f"Redis timed out: {exc}")
+    return StoreUnavailable(f"Redis: {exc}")
+
+
 @functools.lru_cache(maxsize=4)
 def _client(url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(
@@ -57,7 +64,7 @@ def generation(model: str) -> int:
     try:
         value = client().get(f"{key_prefix(model)}:generation")
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     return int(value) if value else 1
 
 
@@ -80,10 +87,8 @@ def write_documents(model: str, docs, gen: int | None = None) -> tuple[int, int]
                 client=pipe,
             )
         results = pipe.execute()
-    except redis.TimeoutError as exc:
-        raise StoreSlow(f"Redis timed out: {exc}") from exc
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     written = sum(1 for r in results if r == 1)
     return written, len(results) - written
 
@@ -93,7 +98,7 @@ def read_document(model: str, key: str) -> tuple[int, dict] | None:
     try:
         found = client().hmget(doc_key(model, key), ["v", "d"])
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     if found[0] is None:
         return None
     return int(found[0]), json.loads(found[1])
@@ -109,7 +114,7 @@ def read_versions(model: str, keys: list[str]) -> dict[str, int]:
             pipe.hget(doc_key(model, key, gen), "v")
         values = pipe.execute()
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     return {k: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
@@ -117,7 +122,7 @@ def set_generation(model: str, gen: int) -> None:
     try:
         client().set(f"{key_prefix(model)}:generation", gen)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
@@ -133,7 +138,7 @@ def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
         if batch:
             yield batch
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
@@ -143,7 +148,7 @@ def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
     try:
         client().delete(*[doc_key(model, k, gen) for k in keys])
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def drop_generation(model: str, gen: int) -> int:
@@ -162,7 +167,7 @@ def mark_populated(model: str) -> None:
     try:
         client().set(_marker(model), 1)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def lost_data(model: str) -> bool:
@@ -170,4 +175,4 @@ def lost_data(model: str) -> bool:
     try:
         return not client().exists(_marker(model))
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
