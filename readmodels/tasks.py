@@ -49,8 +49,10 @@ def wake_flag(lane: str) -> str:
     return f"{config.namespace()}:wake:{lane}"
 
 
-# A dead worker's flag must not silence wake-ups for long (the sweep covers meanwhile).
-WAKE_LEASE_SECONDS = 30
+# A wake task holds its lane's flag for this long, and renews it while it runs: a task
+# that died (or whose message was lost) silences its lane's wake-ups no longer than
+# this; the sweep covers the gap.
+WAKE_LEASE_SECONDS = 5
 
 
 def rerun_flag(name: str, segment: int, segments: int) -> str:
@@ -149,7 +151,9 @@ def wake_best_effort(aggregate_types, position=None) -> None:
         flagged = pipe.execute()[-len(lanes):] if lanes else []
         for lane, newly in zip(lanes, flagged, strict=True):
             if newly:
-                wake.apply_async((lane,), expires=TASK_EXPIRES_SECONDS, retry=False)
+                # No expiry: the flag now tells every other commit that this task will
+                # come; a late run finds nothing to do and costs little.
+                wake.apply_async((lane,), retry=False)
     except Exception as exc:  # noqa: BLE001 - the command has committed; only log
         logger.warning("could not wake projectors (the sweep will catch up): %s", exc)
 
@@ -178,13 +182,18 @@ def wake(lane: str) -> None:
     flag = wake_flag(lane)
     linger = config.micro_batch_linger()
     deadline = time.monotonic() + config.run_time_budget()
+    renewed = time.monotonic()
     while True:
         if _run_lane(lane):
             if time.monotonic() > deadline:
                 # Leave the worker process to other tasks; carry on in a new task (the
                 # flag stays ours, renewed).
-                _renew_and_requeue(client, flag, lane)
+                _renew(client, flag)
+                wake.apply_async((lane,))
                 return
+            if time.monotonic() - renewed > WAKE_LEASE_SECONDS / 3:
+                _renew(client, flag)
+                renewed = time.monotonic()
             time.sleep(linger)  # micro-batching: let the next pass's batch fill up
             continue
         try:
@@ -200,12 +209,11 @@ def wake(lane: str) -> None:
             return
 
 
-def _renew_and_requeue(client, flag: str, lane: str) -> None:
+def _renew(client, flag: str) -> None:
     try:
         client.set(flag, 1, ex=WAKE_LEASE_SECONDS)
     except redis_store.CONNECTION_ERRORS:
         pass
-    wake.apply_async((lane,), expires=TASK_EXPIRES_SECONDS)
 
 
 @shared_task(ignore_result=True)
