@@ -63,7 +63,7 @@ def _commands(data: dict) -> str:
     modes = [("outbox_on", "outbox + projectors running"),
              ("outbox_only", "outbox, no projector running"),
              ("outbox_off", "no outbox (benchmark-only switch)")]
-    labels = list(data.get("outbox_off", {}))
+    labels = list(dict.fromkeys(label for key, _ in modes for label in data.get(key, {})))
     rows = []
     for key, title in modes:
         for label in labels:
@@ -72,6 +72,14 @@ def _commands(data: dict) -> str:
                 rows.append([title, label.replace("_", " "), _num(f["orders_per_second"], 1),
                              _num(f["p50_ms"], 1), _num(f["p99_ms"], 1)])
     out = [_table(["mode", "load", "place_order/s", "p50 (ms)", "p99 (ms)"], rows), ""]
+    cpu = [[title, label.replace("_", " "), f.get("web_cpu_ms_per_order"),
+            f.get("worker_cpu_ms_per_order")]
+           for key, title in modes for label, f in data.get(key, {}).items()
+           if isinstance(f, dict) and "web_cpu_ms_per_order" in f]
+    if cpu:
+        out += ["CPU per order placed over HTTP (ms, user + system, all processes of the "
+                "role): what the projection pipeline costs next to the command.", "",
+                _table(["mode", "load", "web", "Celery worker"], cpu), ""]
     for key, title in (("cost_outbox_only", "the outbox write alone"),
                        ("cost_on", "the outbox with projectors on the same 2 cores")):
         if key in data:
@@ -100,8 +108,20 @@ def _peer(data: dict) -> str:
     return render_peer(data)
 
 
-RENDERERS = {"peer_comparison": _peer, "drain_rebuild": _drain, "read_strategies": _reads,
-             "command_throughput": _commands, "projection_lag": _lag}
+def _knee(data: dict) -> str:
+    from knee import render as render_knee
+
+    return render_knee(data)
+
+
+def _soak(data: dict) -> str:
+    from soak import render as render_soak
+
+    return render_soak(data)
+
+
+RENDERERS = {"peer_comparison": _peer, "knee": _knee, "soak": _soak, "drain_rebuild": _drain,
+             "read_strategies": _reads, "command_throughput": _commands, "projection_lag": _lag}
 
 TITLES = {
     "command_throughput": "Command throughput and the cost of the outbox",
@@ -110,6 +130,9 @@ TITLES = {
                        "signal processor",
     "read_strategies": "Read strategies",
     "drain_rebuild": "Drain, rebuild, reconcile and scale-out",
+    "knee": "The knee: the highest rate at which the views keep their promise, ours and the "
+            "peer's",
+    "soak": "Soak: ten minutes at a steady rate",
 }
 
 
@@ -128,6 +151,22 @@ def _targets(results: dict) -> str:
         es_p99 = lag["orders_search"]["p99_ms"]
         rows.append(["ES views searchable p99 at 100/s ≤ 150 ms (dev server)", f"{es_p99} ms",
                      _verdict(es_p99 <= 150)])
+    share = results.get("command_throughput", {}).get("projectors_on_share")
+    if share:
+        worst = min(share.values())
+        rows.append(["HTTP write throughput with the projectors on ≥ 60% of them stopped",
+                     ", ".join(f"{k.replace('_', ' ')} {v * 100:.0f}%" for k, v in share.items()),
+                     _verdict(worst >= 0.6)])
+    knee = results.get("knee", {}).get("knee")
+    if knee:
+        rows.append(["ours sustains ≥ 3× the peer's rate (the knee, same run)",
+                     f"ours {knee['ours']}/s, peer {knee['peer']}/s",
+                     _verdict(knee["ratio"] is not None and knee["ratio"] >= 3)])
+    soak = results.get("soak", {}).get("summary")
+    if soak:
+        rows.append(["soak: connections, RSS and lag flat (last minute vs first)",
+                     ", ".join(f"{m.replace('_', ' ')} {v['first']} → {v['last']}"
+                               for m, v in soak.items()), "see the soak section"])
     cost = results.get("command_throughput", {}).get("cost_outbox_only")
     if cost:
         worst = max(cost.values())
