@@ -122,11 +122,38 @@ def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
 
 @shared_task(ignore_result=True)
 def sweep() -> None:
-    """Queue a run of every segment of every projector (the safety net for lost wake-ups)."""
+    """Queue a run of every segment of every projector (the safety net for lost wake-ups).
+
+    Except the lanes a wake task is projecting right now (it renewed its flag within
+    the last two sweep intervals): that task finds their rows on its next pass, and a
+    sweep's run of a slow store beside it would only hold a worker process that another
+    lane's wake-up is waiting for.
+    """
+    busy = _lanes_running()
     for name in projectors.PROJECTORS:
         segments = config.segments(name)
         for segment in range(segments):
-            project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
+            if lane_of(name, segment) not in busy:
+                project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
+
+
+_RUNNING = "running:"
+
+
+def _lanes_running() -> set[str]:
+    lanes = sorted({lane_of(name, s) for name in projectors.PROJECTORS
+                    for s in range(config.segments(name))})
+    try:
+        values = redis_store.client().mget([wake_flag(lane) for lane in lanes])
+    except redis_store.CONNECTION_ERRORS:
+        return set()
+    fresh_after = time.time() - 2 * config.sweep_interval()
+    running = set()
+    for lane, value in zip(lanes, values, strict=True):
+        text = value.decode() if value else ""
+        if text.startswith(_RUNNING) and float(text[len(_RUNNING):]) > fresh_after:
+            running.add(lane)
+    return running
 
 
 def wake_best_effort(aggregate_types, position=None) -> None:
@@ -182,16 +209,18 @@ def wake(lane: str) -> None:
     flag = wake_flag(lane)
     linger = config.micro_batch_linger()
     deadline = time.monotonic() + config.run_time_budget()
+    renew_every = config.sweep_interval() / 2
+    _renew(client, flag)
     renewed = time.monotonic()
     while True:
         if _run_lane(lane):
             if time.monotonic() > deadline:
                 # Leave the worker process to other tasks; carry on in a new task (the
-                # flag stays ours, renewed).
+                # flag stays set, so commits meanwhile send none).
                 _renew(client, flag)
                 wake.apply_async((lane,))
                 return
-            if time.monotonic() - renewed > WAKE_LEASE_SECONDS / 3:
+            if time.monotonic() - renewed > renew_every:
                 _renew(client, flag)
                 renewed = time.monotonic()
             time.sleep(linger)  # micro-batching: let the next pass's batch fill up
@@ -203,15 +232,17 @@ def wake(lane: str) -> None:
         if not _run_lane(lane):
             return
         try:
-            if not client.set(flag, 1, nx=True, ex=WAKE_LEASE_SECONDS):
+            if not client.set(flag, f"{_RUNNING}{time.time()}", nx=True,
+                              ex=WAKE_LEASE_SECONDS):
                 return  # a newer wake-up has queued a task of its own
         except redis_store.CONNECTION_ERRORS:
             return
 
 
 def _renew(client, flag: str) -> None:
+    """Hold the lane's flag, marked as projected right now (see sweep)."""
     try:
-        client.set(flag, 1, ex=WAKE_LEASE_SECONDS)
+        client.set(flag, f"{_RUNNING}{time.time()}", ex=WAKE_LEASE_SECONDS)
     except redis_store.CONNECTION_ERRORS:
         pass
 

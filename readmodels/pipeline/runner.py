@@ -329,10 +329,14 @@ def _heal_if_store_lost(projector: Projector, checkpoint: Checkpoint) -> None:
         projector.mark_store_populated()
         return
     # A store round trip per run is a fixed cost paid by every tiny batch under load, so
-    # look at most once per sweep interval (and at once after a failure of the store).
-    # Documents written to an emptied store in between are re-projected with the rest.
+    # look at most once in a while (and at once after a failure of the store). Documents
+    # written to an emptied store in between are re-projected with the rest. A lost
+    # Elasticsearch index also fails the next bulk write (it requires the alias), which
+    # clears the mark, so that store is looked at less often: on the one-at-a-time dev
+    # server each look waits in line with the writes.
     checked = _store_checked_at.get(projector.name)
-    if checked is not None and time.monotonic() - checked < config.sweep_interval():
+    every = config.sweep_interval() * (30 if projector.store == "elasticsearch" else 1)
+    if checked is not None and time.monotonic() - checked < every:
         return
     lost = projector.store_lost_data()
     _store_checked_at[projector.name] = time.monotonic()
