@@ -160,9 +160,9 @@ class Batch:
     horizon: int
     # Where a reader that has handled every row of this batch may put its checkpoint.
     checkpoint_after: Position
-    # Creation time of the first row after checkpoint_after (committed or still running
-    # when the batch was read), None when there was none: the age of the oldest change
-    # the reader has not shown yet, once it has written this batch.
+    # Creation time of the first committed row after checkpoint_after that the reader
+    # saw (held back behind an older transaction, or past the batch's limit), None when
+    # there was none: the age of the oldest change not shown yet once this batch is.
     pending_since: datetime | None = None
 
     @property
@@ -222,12 +222,14 @@ def read_after(
         params.append(index)
     table = OutboxMessage._meta.db_table
     mine = " AND ".join(filters)
+    # `held` is computed once (an uncorrelated CTE, not a subquery per row), starting
+    # its index scan at the horizon: a complete batch's checkpoint is just below it.
     cursor_sql = (
-        "WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) "
-        "SELECT h.horizon::text, r.*, ("
-        f"  SELECT created_at FROM {table} WHERE {mine} AND xid >= h.horizon"
-        "   AND (xid, position) > (%s::text::xid8, %s) ORDER BY xid, position LIMIT 1"
-        ") FROM h LEFT JOIN LATERAL ("
+        "WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon), "
+        "held AS MATERIALIZED ("
+        f"  SELECT created_at FROM {table}, h WHERE {mine} AND xid >= h.horizon"
+        "   ORDER BY xid, position LIMIT 1"
+        ") SELECT h.horizon::text, r.*, (SELECT created_at FROM held) FROM h LEFT JOIN LATERAL ("
         f"  SELECT {_ROW_COLUMNS} FROM {table} WHERE {mine}"
         "   AND (xid, position) > (%s::text::xid8, %s) AND xid < h.horizon"
         "   ORDER BY xid, position LIMIT %s"
@@ -236,8 +238,7 @@ def read_after(
     with connection.cursor() as cursor:
         cursor.execute(
             cursor_sql,
-            [*params, str(after.xid), after.position,
-             *params, str(after.xid), after.position, limit + 1],
+            [*params, *params, str(after.xid), after.position, limit + 1],
         )
         fetched = cursor.fetchall()
     horizon = int(fetched[0][0])
