@@ -107,6 +107,7 @@ def over_http(seconds: float, threads: int, customers, products, port: int,
     roles = ("web", "worker")
     pids = {role: processes.pids(role) if processes else [] for role in roles}
     cpu_before = {role: cpu_seconds(pids[role]) for role in roles}
+    projected_before = _rows_projected()
     workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
     started = time.monotonic()
     for w in workers:
@@ -119,13 +120,26 @@ def over_http(seconds: float, threads: int, customers, products, port: int,
     placed = max(1, sum(counts))
     # CPU per order of each process group: what the pipeline costs next to the command
     # itself, a figure that holds on a busy machine where throughput does not.
-    cpu_ms = {f"{role}_cpu_ms_per_order":
-              round((cpu_seconds(pids[role]) - cpu_before[role]) * 1000 / placed, 2)
+    cpu = {role: cpu_seconds(pids[role]) - cpu_before[role] for role in roles}
+    cpu_ms = {f"{role}_cpu_ms_per_order": round(cpu[role] * 1000 / placed, 2)
               for role in roles}
+    # A projector that backs off does less work: count what the worker did.
+    projected = _rows_projected() - projected_before
+    cpu_ms["rows_projected"] = projected
+    cpu_ms["worker_cpu_ms_per_projected_row"] = (
+        round(cpu["worker"] * 1000 / projected, 3) if projected else None)
     return {"client_threads": threads, "orders_per_second": round(sum(counts) / elapsed, 1),
             "p50_ms": round(benchdb.percentile(latencies, 50), 2),
             "p99_ms": round(benchdb.percentile(latencies, 99), 2), "errors": len(errors),
             **cpu_ms}
+
+
+def _rows_projected() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(rows_projected), 0) FROM readmodels_checkpoint")
+        return int(cursor.fetchone()[0])
 
 
 def child(mode: str, seconds: float, threads: int, http_only: bool = False) -> None:
@@ -184,7 +198,9 @@ def main() -> int:
             print(f"  {label:<24} {figures['orders_per_second']:>8.1f} orders/s  "
                   f"p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms  cpu ms/order: web "
                   f"{figures.get('web_cpu_ms_per_order')} worker "
-                  f"{figures.get('worker_cpu_ms_per_order')}", flush=True)
+                  f"{figures.get('worker_cpu_ms_per_order')} (rows projected "
+                  f"{figures.get('rows_projected')}, worker cpu ms/row "
+                  f"{figures.get('worker_cpu_ms_per_projected_row')})", flush=True)
     for mode in [m for m in ("on", "outbox_only") if m in modes and "off" in modes]:
         report[f"cost_{mode}"] = {
             label: round(1 - report[key[mode]][label]["orders_per_second"]

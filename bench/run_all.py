@@ -3,7 +3,7 @@
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--only A,B] [--reuse C,D]
 
 Names: command_throughput, projection_lag, peer_comparison, read_strategies,
-drain_rebuild, knee, soak. Every server process is started with shop.devstack's own
+drain_rebuild, knee, soak, run_cost. Every server process is started with shop.devstack's own
 command lines (bench/stackproc.py), so the figures are those of the stack `make run`
 starts.
 
@@ -37,6 +37,7 @@ FULL = {
     "drain_rebuild": ["--sizes", "10000,100000", "--segments", "1,2,4"],
     "knee": ["--rates", "25,50,75,100,150,200", "--seconds", "20"],
     "soak": ["--rate", "50", "--seconds", "600"],
+    "run_cost": ["--rows", "5000", "--small-runs", "300"],
 }
 # Run once whatever --repeats says: a ten-minute soak is its own repetition.
 ONCE = {"soak"}
@@ -48,6 +49,7 @@ QUICK = {
     "drain_rebuild": ["--sizes", "2000", "--segments", "1,2"],
     "knee": ["--smoke"],
     "soak": ["--smoke"],
+    "run_cost": ["--smoke"],
 }
 
 
