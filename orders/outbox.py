@@ -222,12 +222,13 @@ def read_after(
         params.append(index)
     table = OutboxMessage._meta.db_table
     mine = " AND ".join(filters)
-    # `held` is computed once (an uncorrelated CTE, not a subquery per row), starting
-    # its index scan at the horizon: a complete batch's checkpoint is just below it.
+    # `held` is computed once (an uncorrelated CTE, not a subquery per row), and the
+    # horizon is an init-plan parameter there, so its index scan starts at the horizon
+    # (a complete batch's checkpoint is just below it) instead of at the outbox's start.
     cursor_sql = (
         "WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon), "
         "held AS MATERIALIZED ("
-        f"  SELECT created_at FROM {table}, h WHERE {mine} AND xid >= h.horizon"
+        f"  SELECT created_at FROM {table} WHERE {mine} AND xid >= (SELECT horizon FROM h)"
         "   ORDER BY xid, position LIMIT 1"
         ") SELECT h.horizon::text, r.*, (SELECT created_at FROM held) FROM h LEFT JOIN LATERAL ("
         f"  SELECT {_ROW_COLUMNS} FROM {table} WHERE {mine}"
