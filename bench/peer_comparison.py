@@ -132,7 +132,7 @@ class Supervisor:
     def start_worker(self) -> None:
         with self.lock:
             self.worker_started = time.time()
-            self.processes.worker(concurrency=4)
+            self.processes.worker()
 
     def kill_worker(self) -> None:
         """SIGKILL the worker (the fault, not a crash: not restarted here)."""

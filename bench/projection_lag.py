@@ -102,8 +102,14 @@ def es_watcher(watch: Watch, stop: threading.Event) -> None:
 
 
 def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[int],
-             products: list[int], views=VIEWS, watchers=(redis_watcher, es_watcher)) -> dict:
-    """Place orders at `rate` per second over HTTP; time each view's first sight of each."""
+             products: list[int], views=VIEWS, watchers=(redis_watcher, es_watcher),
+             read_back_every: int = 0) -> dict:
+    """Place orders at `rate` per second over HTTP; time each view's first sight of each.
+
+    With `read_back_every` N, every Nth order is read back at once from its projected
+    summary with the command's consistency token, as a client showing a confirmation
+    page would: latency and how many answers said they were stale.
+    """
     from stackproc import Http
 
     watch = Watch(views)
@@ -113,6 +119,7 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
         w.start()
     jobs: queue.Queue = queue.Queue()
     errors, late = [], []
+    reads: list[tuple[float, bool, int]] = []  # (ms, stale, status)
 
     def client_loop():
         http = Http(port, token)
@@ -122,13 +129,20 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
                 return
             index, scheduled = job
             late.append(max(0.0, time.monotonic() - scheduled))
-            status, body = http.post("/api/orders", {
+            status, headers, body = http.call("POST", "/api/orders", {
                 "customer_id": customers[index],
                 "lines": [{"product_id": products[index % len(products)], "quantity": 1}]})
             if status != 201:
                 errors.append(status)
                 continue
             watch.add(body["id"], customers[index], time.monotonic())
+            if read_back_every and index % read_back_every == 0:
+                asked = time.perf_counter()
+                got, answer_headers, _ = http.call(
+                    "GET", f"/api/orders/{body['id']}/summary",
+                    headers={"X-Consistency-Token": headers.get("x-consistency-token", "")})
+                reads.append(((time.perf_counter() - asked) * 1000,
+                              answer_headers.get("x-stale") == "true", got))
 
     clients = [threading.Thread(target=client_loop) for _ in range(32)]
     for c in clients:
@@ -154,8 +168,18 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
         w.join()
     result = {"rate": rate, "seconds": seconds, "orders": total - len(errors),
               "achieved_rate": round((total - len(errors)) / offered, 1),
-              "errors": len(errors), "client_start_late_p99_ms":
+              "errors": len(errors),
+              "error_statuses": {str(c): errors.count(c) for c in sorted(set(errors))},
+              "client_start_late_p99_ms":
               round(benchdb.percentile(late, 99) * 1000, 1)}
+    if read_back_every:
+        ok = [r for r in reads if r[2] == 200]
+        result["token_read"] = {
+            "reads": len(reads), "errors": len(reads) - len(ok),
+            "p50_ms": round(benchdb.percentile([r[0] for r in ok], 50), 1),
+            "p99_ms": round(benchdb.percentile([r[0] for r in ok], 99), 1),
+            "stale": sum(1 for r in ok if r[1]),
+        }
     for model, lags in watch.lags.items():
         result[model] = {
             "p50_ms": round(benchdb.percentile(lags, 50), 1),
@@ -191,7 +215,7 @@ def main() -> int:
         token = staff_token()
         processes = Processes({"CELERY_BROKER_URL": BROKER})
         try:
-            processes.worker(concurrency=4)
+            processes.worker()
             processes.beat(f"/tmp/bench-lag-beat-{rate}")
             port = processes.web()
             print(f"rate {rate}/s for {args.seconds:.0f} s ...", flush=True)
@@ -202,7 +226,8 @@ def main() -> int:
 
             redis.Redis.from_url(BROKER).flushdb()
         report["rates"][str(rate)] = result
-        print(f"  achieved {result['achieved_rate']}/s, errors {result['errors']}")
+        print(f"  achieved {result['achieved_rate']}/s, errors {result['errors']} "
+              f"{result['error_statuses']}")
         for model in ("order_summary", "customer_dashboard", "orders_search"):
             r = result[model]
             print(f"  {model:<20} p50 {r['p50_ms']:>7} ms  p95 {r['p95_ms']:>7}  p99 "

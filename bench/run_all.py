@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--only A,B] [--reuse C,D]
 
+Names: command_throughput, projection_lag, peer_comparison, read_strategies,
+drain_rebuild, knee, soak, run_cost. Every server process is started with shop.devstack's own
+command lines (bench/stackproc.py), so the figures are those of the stack `make run`
+starts.
+
 Each benchmark script writes bench/results/<name>.json; this runs each `--repeats`
 times, takes the median of every number across the runs (same structure each run),
 writes bench/results/all.json and renders docs/BENCHMARKS.md. `--quick` shortens
@@ -30,13 +35,21 @@ FULL = {
     "peer_comparison": [],
     "read_strategies": ["--sizes", "10000,100000", "--reads", "1000", "--token-reads", "200"],
     "drain_rebuild": ["--sizes", "10000,100000", "--segments", "1,2,4"],
+    "knee": ["--rates", "25,50,75,100,150,200", "--seconds", "20"],
+    "soak": ["--rate", "50", "--seconds", "600"],
+    "run_cost": ["--rows", "5000", "--small-runs", "300"],
 }
+# Run once whatever --repeats says: a ten-minute soak is its own repetition.
+ONCE = {"soak"}
 QUICK = {
     "command_throughput": ["--seconds", "3"],
     "projection_lag": ["--rates", "50", "--seconds", "5"],
     "peer_comparison": ["--quick"],
     "read_strategies": ["--sizes", "2000", "--reads", "200", "--token-reads", "30"],
     "drain_rebuild": ["--sizes", "2000", "--segments", "1,2"],
+    "knee": ["--smoke"],
+    "soak": ["--smoke"],
+    "run_cost": ["--smoke"],
 }
 
 
@@ -106,7 +119,8 @@ def main() -> int:
                                else [])]),
         "repeats": args.repeats,
         "machine": benchdb.machine(),
-        "results": {name: reuse(name) if name in reused else run(name, extra, args.repeats)
+        "results": {name: reuse(name) if name in reused
+                    else run(name, extra, 1 if name in ONCE else args.repeats)
                     for name, extra in plan.items()},
     }
     RESULTS.mkdir(exist_ok=True)

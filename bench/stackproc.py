@@ -33,33 +33,93 @@ def wait_port(port: int, seconds: float = 60) -> None:
             time.sleep(0.1)
 
 
+def _shipped(*, port: int = 0, schedule: str = "/tmp/bench-beat") -> dict[str, list[str]]:
+    """shop.devstack's command lines, at WARNING so logging does not weigh on the run."""
+    from shop.devstack import stack_commands
+
+    return stack_commands(port=port, schedule=Path(schedule), loglevel="WARNING",
+                          worker_name=f"bench-{os.getpid()}@%h")
+
+
+def _role_of(command: list[str]) -> str:
+    for role, shipped in _shipped().items():
+        if Path(command[0]).name == Path(shipped[0]).name and command[1:4] == shipped[1:4]:
+            return role
+    return "other"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return found + [g for c in found for g in _children(c)]
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes together, in MB (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) these processes have used so far, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 class Processes:
     def __init__(self, env: dict | None = None):
         self.env = {**os.environ, **(env or {})}
+        # The code of this checkout, whichever checkout the virtualenv was installed from.
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), self.env.get("PYTHONPATH", "")) if p)
         self.running: list[subprocess.Popen] = []
 
     def start(self, command: list[str]) -> subprocess.Popen:
         process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        process.role = _role_of(command)
         self.running.append(process)
         return process
 
-    def web(self, workers: int = 4) -> int:
-        """The API under gunicorn (WSGI, sync workers), as docker-compose's web service."""
+    def web(self) -> int:
+        """The API as `make run` serves it (shop.devstack: uvicorn, its worker count)."""
         port = free_port()
-        self.start([str(BIN / "gunicorn"), "shop.wsgi:application", "--bind",
-                    f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning"])
+        self.start(_shipped(port=port)["web"])
         wait_port(port)
         return port
 
-    def worker(self, concurrency: int = 4) -> None:
-        self.start([str(BIN / "celery"), "-A", "shop", "worker", "--pool=threads",
-                    f"--concurrency={concurrency}", "--loglevel=WARNING", "--without-mingle",
-                    "--without-gossip"])
+    def worker(self) -> None:
+        """The Celery worker as `make run` starts it (pool and concurrency included)."""
+        self.start(_shipped()["worker"])
 
     def beat(self, schedule: str) -> None:
-        self.start([str(BIN / "celery"), "-A", "shop", "beat", "--loglevel=WARNING",
-                    f"--schedule={schedule}"])
+        self.start(_shipped(schedule=schedule)["beat"])
+
+    def pids(self, role: str) -> list[int]:
+        """Process ids of a role ("web", "worker", "beat") and of their children."""
+        found = []
+        for process in self.running:
+            if process.poll() is not None or getattr(process, "role", None) != role:
+                continue
+            found.append(process.pid)
+            found += _children(process.pid)
+        return found
 
     def stop(self) -> None:
         for process in self.running:
@@ -79,13 +139,24 @@ class Http:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:
-        payload = json.dumps(body)
+        status, _, answer = self.call("POST", path, body)
+        return status, answer
+
+    def call(self, method: str, path: str, body: dict | None = None,
+             headers: dict | None = None) -> tuple[int, dict, dict]:
+        """Send one request; return the status, the headers (lower-case) and the JSON body."""
+        payload = json.dumps(body) if body is not None else None
+        sent = {"Authorization": f"Token {self.token}", **(headers or {})}
+        if payload is not None:
+            sent["Content-Type"] = "application/json"
         for attempt in range(2):
             try:
-                self.conn.request("POST", path, body=payload, headers={
-                    "Authorization": f"Token {self.token}", "Content-Type": "application/json"})
+                self.conn.request(method, path, body=payload, headers=sent)
                 response = self.conn.getresponse()
-                return response.status, json.loads(response.read() or b"{}")
+                raw = response.read()
+                answer = json.loads(raw) if raw else {}
+                return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                        answer if isinstance(answer, dict) else {"items": answer})
             except (http.client.HTTPException, OSError):
                 self.conn.close()
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

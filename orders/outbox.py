@@ -173,6 +173,10 @@ class Batch:
     horizon: int
     # Where a reader that has handled every row of this batch may put its checkpoint.
     checkpoint_after: Position
+    # Creation time of the first committed row after checkpoint_after that the reader
+    # saw (held back behind an older transaction, or past the batch's limit), None when
+    # there was none: the age of the oldest change not shown yet once this batch is.
+    pending_since: datetime | None = None
 
     @property
     def complete(self) -> bool:
@@ -193,6 +197,12 @@ def segment_sql(segments: int) -> str:
     return f"mod(hashtextextended(partition_key, 0) & 9223372036854775807, {int(segments)})"
 
 
+_ROW_COLUMNS = (
+    "position, xid::text AS xid, aggregate_type, aggregate_id, aggregate_version, event_type, "
+    "partition_key, payload, created_at, request_id"
+)
+
+
 def read_after(
     after: Position,
     *,
@@ -204,50 +214,74 @@ def read_after(
 
     `segment` is (index, count): only rows whose partition key hashes to that segment.
     Rows of transactions still running, and everything after them, are left for later.
+
+    One statement, one round trip: the horizon is the xmin of the statement's own
+    snapshot, so every xid below it had ended when that snapshot was taken and the
+    rows read with the same snapshot are all of theirs. The statement also reads one
+    row more than `limit` (to know whether the batch is complete without a second
+    query) and, for a complete batch, the first row at or above the horizon: the
+    oldest change this reader has not shown yet (its lag), with no second query either.
     """
     if limit < 1:
         raise ValueError("limit must be positive")
-    # The horizon is taken first, in its own statement: every xid below it has ended,
-    # so the next statement's snapshot sees all of their committed rows.
-    horizon = safe_horizon()
-    where = ["(xid, position) > (%s::text::xid8, %s)", "xid < %s::text::xid8"]
-    params: list = [str(after.xid), after.position, str(horizon)]
+    filters = ["TRUE"]
+    params: list = []
     if aggregate_types is not None:
-        where.append("aggregate_type = ANY(%s)")
+        filters.append("aggregate_type = ANY(%s)")
         params.append(list(aggregate_types))
     if segment is not None:
         index, count = segment
-        where.append(f"{segment_sql(count)} = %s")
+        filters.append(f"{segment_sql(count)} = %s")
         params.append(index)
-    params.append(limit)
+    table = OutboxMessage._meta.db_table
+    mine = " AND ".join(filters)
+    # `held` is computed once (an uncorrelated CTE, not a subquery per row), and the
+    # horizon is an init-plan parameter there, so its index scan starts at the horizon
+    # (a complete batch's checkpoint is just below it) instead of at the outbox's start.
+    cursor_sql = (
+        "WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon), "
+        "held AS MATERIALIZED ("
+        f"  SELECT created_at FROM {table} WHERE {mine} AND xid >= (SELECT horizon FROM h)"
+        "   ORDER BY xid, position LIMIT 1"
+        ") SELECT h.horizon::text, r.*, (SELECT created_at FROM held) FROM h LEFT JOIN LATERAL ("
+        f"  SELECT {_ROW_COLUMNS} FROM {table} WHERE {mine}"
+        "   AND (xid, position) > (%s::text::xid8, %s) AND xid < h.horizon"
+        "   ORDER BY xid, position LIMIT %s"
+        ") r ON TRUE"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT position, xid::text, aggregate_type, aggregate_id, aggregate_version, "
-            "event_type, partition_key, payload, created_at, request_id "
-            f"FROM {OutboxMessage._meta.db_table} WHERE {' AND '.join(where)} "
-            "ORDER BY xid, position LIMIT %s",
-            params,
+            cursor_sql,
+            [*params, *params, str(after.xid), after.position, limit + 1],
         )
-        rows = [
-            OutboxRow(
-                position=r[0],
-                xid=int(r[1]),
-                aggregate_type=r[2],
-                aggregate_id=r[3],
-                aggregate_version=r[4],
-                event_type=r[5],
-                partition_key=r[6],
-                payload=r[7] if isinstance(r[7], dict) else json.loads(r[7]),
-                created_at=r[8],
-                request_id=r[9],
-            )
-            for r in cursor.fetchall()
-        ]
-    if len(rows) < limit:
+        fetched = cursor.fetchall()
+    horizon = int(fetched[0][0])
+    held_back_since = fetched[0][11]
+    rows = [
+        OutboxRow(
+            position=r[1],
+            xid=int(r[2]),
+            aggregate_type=r[3],
+            aggregate_id=r[4],
+            aggregate_version=r[5],
+            event_type=r[6],
+            partition_key=r[7],
+            payload=r[8] if isinstance(r[8], dict) else json.loads(r[8]),
+            created_at=r[9],
+            request_id=r[10],
+        )
+        for r in fetched
+        if r[1] is not None
+    ]
+    if len(rows) <= limit:
         checkpoint = max(after, Position(horizon - 1, MAX_POSITION))
+        pending_since = held_back_since
     else:
+        pending_since = rows[limit].created_at
+        rows = rows[:limit]
         checkpoint = rows[-1].commit_position
-    return Batch(rows=rows, horizon=horizon, checkpoint_after=checkpoint)
+    return Batch(rows=rows, horizon=horizon, checkpoint_after=checkpoint,
+                 pending_since=pending_since)
 
 
 def high_water_mark() -> Position:

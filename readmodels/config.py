@@ -45,6 +45,11 @@ def run_time_budget() -> float:
     return float(_conf()["RUN_TIME_BUDGET_SECONDS"])
 
 
+def micro_batch_linger() -> float:
+    """Seconds a busy projector waits between passes, so that its batches grow with load."""
+    return float(_conf().get("MICRO_BATCH_LINGER_MS", 20)) / 1000
+
+
 def store_timeout() -> float:
     return float(_conf()["STORE_TIMEOUT_SECONDS"])
 

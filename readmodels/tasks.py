@@ -24,8 +24,35 @@ logger = logging.getLogger(__name__)
 TASK_EXPIRES_SECONDS = 5
 
 
-def wake_flag(name: str, segment: int, segments: int) -> str:
-    return f"{config.namespace()}:wake:{name}:{segment}of{segments}"
+def lane_of(name: str, segment: int) -> str:
+    """The lane a projector segment runs in: its store, and the segment's index.
+
+    One task runs a lane's segments one after the other, so a wake-up costs one Celery
+    hop for all the read models of a store instead of one per read model; the two
+    stores run in parallel (a slow Elasticsearch never holds the Redis views back), and
+    so do the segments of a split read model.
+    """
+    return f"{projectors.get(name).store}.{segment}"
+
+
+def lane_segments(lane: str) -> list[tuple[str, int, int]]:
+    store, segment = lane.rsplit(".", 1)
+    return [
+        (p.name, int(segment), config.segments(p.name))
+        for p in projectors.PROJECTORS.values()
+        if p.store == store and int(segment) < config.segments(p.name)
+    ]
+
+
+def wake_flag(lane: str) -> str:
+    """Set while a lane's wake task is queued or running: commits meanwhile send none."""
+    return f"{config.namespace()}:wake:{lane}"
+
+
+# A wake task holds its lane's flag for this long, and renews it while it runs: a task
+# that died (or whose message was lost) silences its lane's wake-ups no longer than
+# this; the sweep covers the gap.
+WAKE_LEASE_SECONDS = 5
 
 
 def rerun_flag(name: str, segment: int, segments: int) -> str:
@@ -63,10 +90,6 @@ def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
     deadline = time.monotonic() + config.run_time_budget()
     rows, asked = 0, False
     try:
-        redis_store.client().delete(wake_flag(name, segment, segments))
-    except redis_store.CONNECTION_ERRORS:
-        pass
-    try:
         while True:
             result = runner.run_segment(projector, segment, segments)
             rows += result.rows
@@ -99,47 +122,129 @@ def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
 
 @shared_task(ignore_result=True)
 def sweep() -> None:
-    """Queue a run of every segment of every projector (the safety net for lost wake-ups)."""
+    """Queue a run of every segment of every projector (the safety net for lost wake-ups).
+
+    Except the lanes a wake task is projecting right now (it renewed its flag within
+    the last two sweep intervals): that task finds their rows on its next pass, and a
+    sweep's run of a slow store beside it would only hold a worker process that another
+    lane's wake-up is waiting for.
+    """
+    busy = _lanes_running()
     for name in projectors.PROJECTORS:
         segments = config.segments(name)
         for segment in range(segments):
-            project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
+            if lane_of(name, segment) not in busy:
+                project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
+
+
+_RUNNING = "running:"
+
+
+def _lanes_running() -> set[str]:
+    lanes = sorted({lane_of(name, s) for name in projectors.PROJECTORS
+                    for s in range(config.segments(name))})
+    try:
+        values = redis_store.client().mget([wake_flag(lane) for lane in lanes])
+    except redis_store.CONNECTION_ERRORS:
+        return set()
+    fresh_after = time.time() - 2 * config.sweep_interval()
+    running = set()
+    for lane, value in zip(lanes, values, strict=True):
+        text = value.decode() if value else ""
+        if text.startswith(_RUNNING) and float(text[len(_RUNNING):]) > fresh_after:
+            running.add(lane)
+    return running
 
 
 def wake_best_effort(aggregate_types, position=None) -> None:
-    """Queue runs of the projectors that consume these aggregate types; never raise.
+    """Queue a run of the lanes whose projectors consume these aggregate types; never raise.
 
-    Called after a command's commit, on the request's time: one Redis round trip and
-    at most one message. Losing a wake-up only costs latency: the sweep finds the rows
-    within a second. The commit is also noted as the newest one, so that readers can
-    tell a view is behind before its projector has even started.
+    Called after a command's commit, on the request's time: one Redis round trip, and a
+    message only when the lane has no wake task queued or running already (under load,
+    almost never: the running task keeps going while commits come). Losing a wake-up
+    only costs latency: the sweep finds the rows within a second. The commit is also
+    noted as the newest one, so that readers can tell a view is behind before its
+    projector has even started.
     """
     try:
         consumers = projectors.consuming(aggregate_types)
-        segments_of = [(p.name, s, config.segments(p.name)) for p in consumers
-                       for s in range(config.segments(p.name))]
+        lanes = sorted({lane_of(p.name, s) for p in consumers
+                        for s in range(config.segments(p.name))})
         pipe = redis_store.client().pipeline(transaction=False)
         if position is not None:
             progress.note_commit(pipe, [p.name for p in consumers], position)
-        for name, segment, segments in segments_of:
-            # One queued wake-up per segment is enough; the flag clears when it runs.
-            pipe.set(wake_flag(name, segment, segments), 1, nx=True, ex=2)
-        flagged = pipe.execute()[-len(segments_of):] if segments_of else []
-        due = [list(seg) for seg, newly in zip(segments_of, flagged, strict=True) if newly]
-        if due:
-            wake.apply_async((due,), expires=TASK_EXPIRES_SECONDS, retry=False)
+        for lane in lanes:
+            pipe.set(wake_flag(lane), 1, nx=True, ex=WAKE_LEASE_SECONDS)
+        flagged = pipe.execute()[-len(lanes):] if lanes else []
+        for lane, newly in zip(lanes, flagged, strict=True):
+            if newly:
+                # No expiry: the flag now tells every other commit that this task will
+                # come; a late run finds nothing to do and costs little.
+                wake.apply_async((lane,), retry=False)
     except Exception as exc:  # noqa: BLE001 - the command has committed; only log
         logger.warning("could not wake projectors (the sweep will catch up): %s", exc)
 
 
+def _run_lane(lane: str) -> int:
+    """Bring every segment of the lane up to date once; return the rows projected."""
+    rows = 0
+    for name, segment, segments in lane_segments(lane):
+        rows += project(name, segment, segments).get("rows", 0)
+    return rows
+
+
 @shared_task(ignore_result=True)
-def wake(due: list) -> None:
-    """Run the woken projector segments: the first here (no second hop), the rest fanned
-    out so that other worker threads take them in parallel."""
-    first, *rest = due
-    for name, segment, segments in rest:
-        project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
-    project(*first)
+def wake(lane: str) -> None:
+    """Project a lane's segments while commits keep coming, in batches that grow with load.
+
+    The lane's wake flag stays set while this runs, so commits meanwhile send no
+    message: this task finds their rows on its next pass. Between passes that found
+    rows it waits a few milliseconds (MICRO_BATCH_LINGER_MS, well inside the lag SLO)
+    so that the next pass carries the commits of that time in one batch, instead of
+    paying a run's fixed cost for each tiny batch. When a pass finds nothing it clears
+    the flag and looks once more: a commit before the clear is found by that look, a
+    commit after it sets the flag again and queues a new task; none is left behind.
+    """
+    client = redis_store.client()
+    flag = wake_flag(lane)
+    linger = config.micro_batch_linger()
+    deadline = time.monotonic() + config.run_time_budget()
+    renew_every = config.sweep_interval() / 2
+    _renew(client, flag)
+    renewed = time.monotonic()
+    while True:
+        if _run_lane(lane):
+            if time.monotonic() > deadline:
+                # Leave the worker process to other tasks; carry on in a new task (the
+                # flag stays set, so commits meanwhile send none).
+                _renew(client, flag)
+                wake.apply_async((lane,))
+                return
+            if time.monotonic() - renewed > renew_every:
+                _renew(client, flag)
+                renewed = time.monotonic()
+            time.sleep(linger)  # micro-batching: let the next pass's batch fill up
+            continue
+        try:
+            client.delete(flag)
+        except redis_store.CONNECTION_ERRORS:
+            return  # without Redis there are no flags to honour; the sweep carries on
+        if not _run_lane(lane):
+            return
+        try:
+            if not client.set(flag, f"{_RUNNING}{time.time()}", nx=True,
+                              ex=WAKE_LEASE_SECONDS):
+                return  # a newer wake-up has queued a task of its own
+        except redis_store.CONNECTION_ERRORS:
+            return
+
+
+def _renew(client, flag: str) -> None:
+    """Hold the lane's flag, marked as projected right now (see sweep)."""
+    try:
+        client.set(flag, f"{_RUNNING}{time.time()}", ex=WAKE_LEASE_SECONDS)
+    except redis_store.CONNECTION_ERRORS:
+        pass
 
 
 @shared_task(ignore_result=True)

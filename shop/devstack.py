@@ -194,6 +194,30 @@ def ensure_servers() -> subprocess.Popen | None:
     return ensure_elasticsearch()
 
 
+def stack_commands(*, port: int | str, schedule: Path, loglevel: str = "INFO",
+                   worker_name: str = "worker@%h") -> dict[str, list[str]]:
+    """The shipped processes' command lines: web, Celery worker, beat.
+
+    The one place they are written: `make run` starts these, and the benchmarks
+    (bench/stackproc.py) start the same ones, so that the record measures what runs.
+    docker-compose.yml mirrors them (same server, worker count and concurrency).
+    """
+    return {
+        "web": [
+            str(VENV_BIN / "uvicorn"), "shop.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "2",
+        ],
+        "worker": [
+            str(VENV_BIN / "celery"), "-A", "shop", "worker", f"--loglevel={loglevel}",
+            "--concurrency=2", f"--hostname={worker_name}",
+        ],
+        "beat": [
+            str(VENV_BIN / "celery"), "-A", "shop", "beat", f"--loglevel={loglevel}",
+            f"--schedule={schedule}",
+        ],
+    }
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -210,22 +234,7 @@ def run() -> int:
         manage("setup_readmodels")
         manage("load_demo_data")
         port = env.get("PORT", "8000")
-        commands = [
-            # The connection budget (README): 2 web processes x DATABASE_POOL_MAX_SIZE
-            # (10) + 2 worker processes + beat's one at most: 23 of PostgreSQL's 100.
-            [
-                str(VENV_BIN / "uvicorn"), "shop.asgi:application", "--host", "127.0.0.1",
-                "--port", port, "--workers", "2",
-            ],
-            [
-                str(VENV_BIN / "celery"), "-A", "shop", "worker", "--loglevel=INFO",
-                "--concurrency=2", "--hostname=worker@%h",
-            ],
-            [
-                str(VENV_BIN / "celery"), "-A", "shop", "beat", "--loglevel=INFO",
-                f"--schedule={STATE / 'celerybeat-schedule'}",
-            ],
-        ]
+        commands = list(stack_commands(port=port, schedule=STATE / "celerybeat-schedule").values())
         STATE.mkdir(exist_ok=True)
         # One metrics directory for the web server and the workers (multiprocess mode),
         # emptied first: files of a previous run must not add to this one's counters.

@@ -340,6 +340,9 @@ READMODELS = {
     # Session consistency: how long the token of a user's latest command is remembered.
     # A signed-in user's projected reads wait for it (bounded by max_wait_ms) until then.
     "SESSION_TOKEN_TTL_SECONDS": env.get_int("READMODELS_SESSION_TOKEN_TTL_SECONDS", 3600),
+    # Between two passes of a busy projector: lets batches grow with load (a run's fixed
+    # cost is paid once per batch), at the price of this much added lag under load.
+    "MICRO_BATCH_LINGER_MS": env.get_int("MICRO_BATCH_LINGER_MS", 20),
     "REBUILD_GRACE_SECONDS": 600.0,
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
 }

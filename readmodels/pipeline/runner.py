@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import F
 from django.utils import timezone
 
 from orders import outbox
@@ -34,11 +33,18 @@ from readmodels import config, metrics
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
 from readmodels.pipeline import progress
 from readmodels.projectors import Projector
-from readmodels.stores import StoreUnavailable
+from readmodels.stores import StoreSlow, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30.0
+# A store that times out is busy, not down: this many timeouts in a row are retried at
+# once (the timeout itself paces them); only a store that keeps timing out after that
+# is treated as unreachable and backed off.
+SLOW_ATTEMPTS_BEFORE_BACKOFF = 3
+# After a timeout the next batch is halved (a bulk too big to finish in time must not
+# time out forever); every success doubles it back towards the configured size.
+MIN_BATCH_AFTER_TIMEOUT = 10
 # Failures of the servers, not of the rows: never counted against a row.
 INFRASTRUCTURE_ERRORS = (StoreUnavailable, OperationalError, InterfaceError)
 
@@ -90,6 +96,61 @@ def checkpoint_for(projector: str, segment: int, segments: int) -> Checkpoint:
         projector=projector, segment=segment, segments=segments
     )
     return checkpoint
+
+
+def _lock_and_read_checkpoint(projector: str, segment: int, segments: int) -> Checkpoint | None:
+    """Take the segment's advisory lock and read its checkpoint in one round trip.
+
+    Return None when another session holds the lock. The checkpoint is read with the
+    statement's snapshot, taken just before the lock: a holder that saved and released
+    in between leaves this run an older position, which only means re-writing a few
+    documents (version-gated, so no step backwards), and _save_progress never moves a
+    checkpoint back.
+    """
+    a, b = lock_key(projector, segment, segments)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_lock(%s, %s), c.id, c.xid, c.position, c.failures, "
+            f"c.retry_after FROM (SELECT 1) AS one LEFT JOIN {Checkpoint._meta.db_table} c "
+            "ON c.projector = %s AND c.segment = %s AND c.segments = %s",
+            [a, b, projector, segment, segments],
+        )
+        acquired, pk, xid, position, failures, retry_after = cursor.fetchone()
+    if not acquired:
+        return None
+    if pk is None:
+        return checkpoint_for(projector, segment, segments)
+    return Checkpoint(
+        pk=pk, projector=projector, segment=segment, segments=segments, xid=xid,
+        position=position, failures=failures, retry_after=retry_after,
+    )
+
+
+@contextmanager
+def _locked_checkpoint(projector: str, segment: int, segments: int):
+    """Yield the segment's checkpoint with its lock held, or None if another holds it."""
+    checkpoint = _lock_and_read_checkpoint(projector, segment, segments)
+    try:
+        yield checkpoint
+    finally:
+        if checkpoint is not None:
+            _unlock(projector, segment, segments)
+
+
+def _unlock(projector: str, segment: int, segments: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)",
+                           list(lock_key(projector, segment, segments)))
+    except Exception:
+        # A dead connection has released the lock with the session.
+        connection.close()
+
+
+# Per process, per segment: the batch size to use next (halved after a store timeout).
+_batch_limits: dict[tuple[str, int, int], int] = {}
+# Per process, per read model: when the store was last checked for lost documents.
+_store_checked_at: dict[str, float] = {}
 
 
 def _pending_since(projector: Projector, position: Position, segment, segments):
@@ -192,27 +253,40 @@ def _project_one_by_one(projector: Projector, rows: list[OutboxRow], result: Run
 
 
 def _save_progress(checkpoint: Checkpoint, position: Position, rows: int) -> None:
-    now = timezone.now()
-    Checkpoint.objects.filter(pk=checkpoint.pk).update(
-        xid=position.xid,
-        position=position.position,
-        rows_projected=F("rows_projected") + rows,
-        last_success_at=now,
-        failures=0,
-        retry_after=None,
-        updated_at=now,
-    )
+    # Never backwards: a run that read the checkpoint just before another holder moved
+    # it (see _lock_and_read_checkpoint) must not undo that holder's progress.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Checkpoint._meta.db_table} SET xid = %s, position = %s, "
+            "rows_projected = rows_projected + %s, last_success_at = statement_timestamp(), "
+            "failures = 0, retry_after = NULL, updated_at = statement_timestamp() "
+            "WHERE id = %s AND (xid, position) <= (%s, %s)",
+            [position.xid, position.position, rows, checkpoint.pk,
+             position.xid, position.position],
+        )
     checkpoint.xid, checkpoint.position = position.xid, position.position
     checkpoint.failures = 0
 
 
 def _save_failure(checkpoint: Checkpoint, error: Exception) -> None:
     failures = checkpoint.failures + 1
-    backoff = min(MAX_BACKOFF_SECONDS, 0.1 * 2 ** min(failures, 16))
+    # The store may have lost its documents while it failed: look at the next run.
+    _store_checked_at.pop(checkpoint.projector, None)
     now = timezone.now()
+    if isinstance(error, StoreSlow):
+        key = (checkpoint.projector, checkpoint.segment, checkpoint.segments)
+        limit = _batch_limits.get(key, config.batch_size())
+        _batch_limits[key] = max(MIN_BATCH_AFTER_TIMEOUT, limit // 2)
+    if isinstance(error, StoreSlow) and failures <= SLOW_ATTEMPTS_BEFORE_BACKOFF:
+        # Busy, not down: the rows waiting meanwhile go in the next batch, at once.
+        retry_after = None
+    else:
+        slow = SLOW_ATTEMPTS_BEFORE_BACKOFF if isinstance(error, StoreSlow) else 0
+        backoff = min(MAX_BACKOFF_SECONDS, 0.1 * 2 ** min(failures - slow, 16))
+        retry_after = now + timedelta(seconds=backoff)
     Checkpoint.objects.filter(pk=checkpoint.pk).update(
         failures=failures,
-        retry_after=now + timedelta(seconds=backoff),
+        retry_after=retry_after,
         last_error=f"{type(error).__name__}: {error}"[:4000],
         last_error_at=now,
         updated_at=now,
@@ -220,15 +294,22 @@ def _save_failure(checkpoint: Checkpoint, error: Exception) -> None:
     checkpoint.failures = failures
 
 
-def _announce(projector: Projector, checkpoint: Checkpoint, segment: int, segments: int) -> None:
+_UNKNOWN = object()
+
+
+def _announce(projector: Projector, checkpoint: Checkpoint, segment: int, segments: int,
+              pending_since=_UNKNOWN) -> None:
+    """Publish the segment's checkpoint; `pending_since` as read with the batch, if known."""
     position = Position(checkpoint.xid, checkpoint.position)
+    if pending_since is _UNKNOWN:
+        pending_since = _pending_since(projector, position, segment, segments)
     try:
         progress.publish(
             projector=projector.name,
             segment=segment,
             segments=segments,
             checkpoint=position,
-            pending_since=_pending_since(projector, position, segment, segments),
+            pending_since=pending_since,
         )
     except StoreUnavailable as exc:
         # Readers fall back on their own; the next batch or sweep announces again.
@@ -247,7 +328,19 @@ def _heal_if_store_lost(projector: Projector, checkpoint: Checkpoint) -> None:
     if (checkpoint.xid, checkpoint.position) == (0, 0):
         projector.mark_store_populated()
         return
-    if not projector.store_lost_data():
+    # A store round trip per run is a fixed cost paid by every tiny batch under load, so
+    # look at most once in a while (and at once after a failure of the store). Documents
+    # written to an emptied store in between are re-projected with the rest. A lost
+    # Elasticsearch index also fails the next bulk write (it requires the alias), which
+    # clears the mark, so that store is looked at less often: on the one-at-a-time dev
+    # server each look waits in line with the writes.
+    checked = _store_checked_at.get(projector.name)
+    every = config.sweep_interval() * (30 if projector.store == "elasticsearch" else 1)
+    if checked is not None and time.monotonic() - checked < every:
+        return
+    lost = projector.store_lost_data()
+    _store_checked_at[projector.name] = time.monotonic()
+    if not lost:
         return
     logger.warning(
         "the %s store has lost its documents; re-projecting every aggregate", projector.name
@@ -274,13 +367,13 @@ def run_segment(
     """Project rows after the segment's checkpoint until caught up or out of time."""
     segments = segments or config.segments(projector.name)
     time_budget = config.run_time_budget() if time_budget is None else time_budget
-    batch_size = batch_size or config.batch_size()
+    key = (projector.name, segment, segments)
+    adaptive = batch_size is None
     result = RunResult()
-    with segment_lock(projector.name, segment, segments) as acquired:
-        if not acquired:
+    with _locked_checkpoint(projector.name, segment, segments) as checkpoint:
+        if checkpoint is None:
             result.locked_out = True
             return result
-        checkpoint = checkpoint_for(projector.name, segment, segments)
         if (
             not ignore_backoff
             and checkpoint.retry_after is not None
@@ -301,6 +394,8 @@ def run_segment(
         started = time.monotonic()
         had_errors = checkpoint.failures > 0
         while True:
+            if adaptive:
+                batch_size = _batch_limits.get(key, config.batch_size())
             position = Position(checkpoint.xid, checkpoint.position)
             batch = outbox.read_after(
                 position,
@@ -339,7 +434,10 @@ def run_segment(
             if reached != position or had_errors:
                 _save_progress(checkpoint, reached, len(batch.rows))
                 had_errors = False
-            _announce(projector, checkpoint, segment, segments)
+            if adaptive and key in _batch_limits:
+                _batch_limits[key] = min(config.batch_size(), 2 * batch_size)
+            _announce(projector, checkpoint, segment, segments,
+                      batch.pending_since if reached == batch.checkpoint_after else _UNKNOWN)
             result.rows += len(batch.rows)
             result.batches += 1
             if batch.complete:

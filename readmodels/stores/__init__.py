@@ -11,3 +11,7 @@ class StoreUnavailable(Exception):
 # Set around the read itself (readmodels.api.consistency); store clients bound every
 # call by what is left of it instead of their fixed store timeout.
 read_deadline: ContextVar[float | None] = ContextVar("read_deadline", default=None)
+
+
+class StoreSlow(StoreUnavailable):
+    """A store answered too late (a timeout): busy, not down. Retry soon, do not back off."""

@@ -18,13 +18,20 @@ from django.conf import settings
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from readmodels import config
-from readmodels.stores import StoreUnavailable, read_deadline
+from readmodels.stores import StoreSlow, StoreUnavailable, read_deadline
 
 CONNECTION_ERRORS = (
     elastic_transport.ConnectionError,
     elastic_transport.ConnectionTimeout,
     elastic_transport.TransportError,
 )
+
+
+def unavailable(exc: Exception) -> StoreUnavailable:
+    """The store's failure as the runner must see it: a timeout is slow, not down."""
+    if isinstance(exc, elastic_transport.ConnectionTimeout):
+        return StoreSlow(f"Elasticsearch timed out: {exc}")
+    return StoreUnavailable(f"Elasticsearch: {exc}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,7 +117,7 @@ def ensure_index(model: str, mappings: dict, settings_: dict | None = None) -> s
             es.indices.update_aliases(actions=[{"add": {"index": index, "alias": name}}])
         return index
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def stored_mapping_hash(model: str) -> str | None:
@@ -180,10 +187,10 @@ def bulk_write(model: str, docs: list[Doc], index: str | None = None) -> BulkRes
         # Searchable, not only stored, before anyone's checkpoint passes these rows.
         es.indices.refresh(index=target)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     except ApiError as exc:
         if exc.meta.status in (404, 429, 502, 503, 504):
-            raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+            raise unavailable(exc) from exc
         raise
     return BulkResult(written, stale, failed)
 
@@ -195,7 +202,7 @@ def get_versions(model: str, keys: list[str]) -> dict[str, int]:
     try:
         response = client().mget(index=alias(model), ids=keys, source=False)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     return {d["_id"]: d["_version"] for d in response["docs"] if d.get("found")}
 
 
@@ -203,14 +210,14 @@ def search(model: str, **body):
     try:
         return client().search(index=alias(model), **body)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def current_index(model: str) -> str | None:
     try:
         found = client().indices.get_alias(name=alias(model), ignore_unavailable=True)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     except ApiError as exc:
         if exc.meta.status == 404:
             return None
@@ -229,7 +236,7 @@ def create_index(model: str, generation: int, mappings: dict) -> str:
     try:
         es.indices.create(index=index, mappings=_with_hash(mappings), settings=INDEX_SETTINGS)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     except ApiError as exc:
         # A resumed rebuild finds its own index from the first attempt.
         if not _already_exists(exc):
@@ -246,7 +253,7 @@ def swap_alias(model: str, new_index: str) -> str | None:
     try:
         client().indices.update_aliases(actions=actions)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
     return old
 
 
@@ -254,7 +261,7 @@ def drop_index(index: str) -> None:
     try:
         client().indices.delete(index=index, ignore_unavailable=True)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def iter_ids(model: str, batch_size: int = 1000):
@@ -272,7 +279,7 @@ def iter_ids(model: str, batch_size: int = 1000):
         if batch:
             yield batch
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def delete_ids(model: str, ids: list[str]) -> None:
@@ -283,4 +290,4 @@ def delete_ids(model: str, ids: list[str]) -> None:
         helpers.bulk(client(), actions, raise_on_error=False)
         client().indices.refresh(index=alias(model))
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+        raise unavailable(exc) from exc

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 
 from readmodels import config
-from readmodels.stores import StoreUnavailable, read_deadline
+from readmodels.stores import StoreSlow, StoreUnavailable, read_deadline
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -28,6 +28,13 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 return 1
 """
+
+
+def unavailable(exc: Exception) -> StoreUnavailable:
+    """The store's failure as the runner must see it: a timeout is slow, not down."""
+    if isinstance(exc, redis.TimeoutError):
+        return StoreSlow(f"Redis timed out: {exc}")
+    return StoreUnavailable(f"Redis: {exc}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,7 +75,7 @@ def generation(model: str) -> int:
     try:
         value = client().get(f"{key_prefix(model)}:generation")
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     return int(value) if value else 1
 
 
@@ -92,7 +99,7 @@ def write_documents(model: str, docs, gen: int | None = None) -> tuple[int, int]
             )
         results = pipe.execute()
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     written = sum(1 for r in results if r == 1)
     return written, len(results) - written
 
@@ -102,7 +109,7 @@ def read_document(model: str, key: str) -> tuple[int, dict] | None:
     try:
         found = client().hmget(doc_key(model, key), ["v", "d"])
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     if found[0] is None:
         return None
     return int(found[0]), json.loads(found[1])
@@ -118,7 +125,7 @@ def read_versions(model: str, keys: list[str]) -> dict[str, int]:
             pipe.hget(doc_key(model, key, gen), "v")
         values = pipe.execute()
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
     return {k: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
@@ -126,7 +133,7 @@ def set_generation(model: str, gen: int) -> None:
     try:
         client().set(f"{key_prefix(model)}:generation", gen)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
@@ -142,7 +149,7 @@ def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
         if batch:
             yield batch
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
@@ -152,7 +159,7 @@ def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
     try:
         client().delete(*[doc_key(model, k, gen) for k in keys])
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def drop_generation(model: str, gen: int) -> int:
@@ -171,7 +178,7 @@ def mark_populated(model: str) -> None:
     try:
         client().set(_marker(model), 1)
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 def lost_data(model: str) -> bool:
@@ -179,4 +186,4 @@ def lost_data(model: str) -> bool:
     try:
         return not client().exists(_marker(model))
     except CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
+        raise unavailable(exc) from exc
