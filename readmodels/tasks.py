@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
 from celery import shared_task
 from django.db import DatabaseError, connection
 
@@ -37,14 +38,14 @@ def _ask_holder_to_run_again(name: str, segment: int, segments: int) -> bool:
     try:
         redis_store.client().set(rerun_flag(name, segment, segments), 1, ex=60)
         return True
-    except redis_store.CONNECTION_ERRORS:
+    except redis.RedisError:  # any refusal (MISCONF too): best effort only
         return False
 
 
 def _rerun_asked(name: str, segment: int, segments: int) -> bool:
     try:
         return bool(redis_store.client().getdel(rerun_flag(name, segment, segments)))
-    except redis_store.CONNECTION_ERRORS:
+    except redis.RedisError:  # any refusal (MISCONF too): best effort only
         return False
 
 
@@ -64,7 +65,7 @@ def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
     rows, asked = 0, False
     try:
         redis_store.client().delete(wake_flag(name, segment, segments))
-    except redis_store.CONNECTION_ERRORS:
+    except redis.RedisError:  # any refusal (MISCONF too): best effort only
         pass
     try:
         while True:

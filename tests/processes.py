@@ -70,19 +70,26 @@ def _stop_group(process: subprocess.Popen | None, sig: int, timeout: float) -> N
 class ThrowawayRedis:
     """A redis-server without persistence: a restart brings it back EMPTY."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *args: str):
         self.port = free_port()
         self.dir = directory
+        self.args = args
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def client(self):
+        """A client of this server alone (for the test to inject faults with)."""
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=10)
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+             "--appendonly", "no", "--dir", str(self.dir), *self.args],
             cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -99,10 +106,13 @@ class ThrowawayRedis:
 
 
 @contextmanager
-def throwaway_redis():
-    """A redis-server of this test's own on a free port; stopped (and its dir removed) after."""
+def throwaway_redis(*args: str):
+    """A redis-server of this test's own on a free port; stopped (and its dir removed) after.
+
+    `args` are more redis-server options (e.g. "--maxmemory", "1mb").
+    """
     directory = Path(tempfile.mkdtemp(prefix="throwaway-redis-"))
-    server = ThrowawayRedis(directory)
+    server = ThrowawayRedis(directory, *args)
     server.start()
     try:
         yield server

@@ -10,6 +10,7 @@ the documents rebuilt from PostgreSQL now.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.utils import timezone
@@ -61,6 +62,10 @@ def _last_row_of(order: Order) -> Position:
     row = OutboxMessage.objects.filter(aggregate_id=str(order.pk)).order_by("xid", "position")
     last = row.last()
     return Position(last.xid, last.position)
+
+
+def _at(row) -> Position:
+    return Position(row.xid, row.position)
 
 
 def _checkpoint(name: str) -> Checkpoint:
@@ -341,3 +346,179 @@ def test_rebuild_rides_out_a_store_that_stops_answering_for_a_moment(
     assert retries, "no batch met the outage: nothing was tested"
     assert done.status == RebuildStatus.DONE and done.copied == 9 and not done.error
     assert view_docs("products_search") == fresh_docs("products_search")
+
+
+@contextmanager
+def _when_a_batch_is_read(name: str, fault):
+    """Call `fault()` once, when `name` has read a batch and written nothing of it yet.
+
+    Yields the rows of that batch (empty if no batch came), so the test can show the
+    fault met work in flight, not a pre-check before the read.
+    """
+    seen: list = []
+
+    def receiver(sender, projector, rows, **kwargs):
+        if projector.name == name and not seen:
+            seen.extend(rows)
+            fault()
+
+    runner.batch_read.connect(receiver)
+    try:
+        yield seen
+    finally:
+        runner.batch_read.disconnect(receiver)
+
+
+def _run_into_the_fault(name: str, in_flight: list) -> StoreUnavailable:
+    """Run until a batch is read (a transaction elsewhere in the cluster can hold rows
+    back for a moment) and return the StoreUnavailable its write met."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _run(name)
+        except StoreUnavailable as exc:
+            assert in_flight, f"the fault came before a batch was read: {exc}"
+            return exc
+        assert not in_flight, "a batch was read, its store refused writes, and the run passed"
+        assert time.monotonic() < deadline, "no batch came to read"
+        time.sleep(0.02)
+
+
+def _fill_past_maxmemory(client) -> None:
+    """Fill Redis with data and cap it below what it holds (noeviction): every write is
+    refused with OOM, reads and deletes still work."""
+    for n in range(32):
+        client.set(f"filler:{n}", b"x" * 65536)
+    client.config_set("maxmemory", "1mb")
+    assert client.info("memory")["used_memory"] > 1024 * 1024
+
+
+def _stop_being_full(client) -> None:
+    client.delete(*client.keys("filler:*"))
+    client.config_set("maxmemory", "0")
+
+
+def _redis_fault(server, kind: str):
+    """Make a throwaway redis-server refuse writes as a whole; return how to undo it."""
+    client = server.client()
+    if kind == "oom":
+        return lambda: _fill_past_maxmemory(client), lambda: _stop_being_full(client)
+    if kind == "readonly":
+        # A failover demoted it: a replica of a master that is not there (yet).
+        return (lambda: client.execute_command("REPLICAOF", "127.0.0.1", str(free_port())),
+                lambda: client.execute_command("REPLICAOF", "NO", "ONE"))
+    assert kind == "misconf"
+    gone = server.dir / "gone"
+
+    def break_snapshots():
+        # A snapshot that cannot be written, with stop-writes-on-bgsave-error (default).
+        gone.mkdir()
+        client.config_set("save", "3600 1")
+        client.config_set("dir", str(gone))
+        gone.rmdir()
+        client.bgsave()
+        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err",
+                   timeout=30, message="the snapshot did not fail")
+
+    def repair():
+        client.config_set("dir", str(server.dir))
+        client.bgsave()
+        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "ok",
+                   timeout=30, message="the snapshot did not succeed again")
+
+    return break_snapshots, repair
+
+
+@pytest.mark.parametrize("kind", ["oom", "readonly", "misconf"])
+def test_redis_refusing_writes_mid_batch_is_an_outage_not_bad_rows(
+    read_models, settings, make_customer, make_product, kind
+):
+    """Redis refuses every write (OOM with noeviction, READONLY after a failover, MISCONF)
+    once a batch has been read: an error reply, not a dropped connection. No row is
+    blamed: no dead letter however often it is tried, the checkpoint stays before the
+    batch; when Redis takes writes again the views converge."""
+    settings.READMODELS = {**settings.READMODELS, "POISON_MAX_ATTEMPTS": 2}
+    # noeviction: a full Redis refuses writes instead of dropping documents.
+    # enable-protected-configs: the MISCONF case moves the snapshot directory.
+    with throwaway_redis(
+        "--maxmemory-policy", "noeviction", "--enable-protected-configs", "yes"
+    ) as server:
+        settings.REDIS_URL = server.url
+        product = make_product(stock=1000)
+        customers = [make_customer(balance_cents=100_000) for _ in range(3)]
+        orders = [_place(customer, product) for customer in customers]
+        project_all()
+        commands.pay_order(order_id=orders[0].pk)
+        late = [_place(customer, product, 2) for customer in customers]
+        target = newest_committed()
+
+        refuse, repair = _redis_fault(server, kind)
+        for name in REDIS_MODELS:
+            with _when_a_batch_is_read(name, refuse) as in_flight:
+                assert "Redis" in str(_run_into_the_fault(name, in_flight))
+            # More runs than a row has attempts: the store's failure is never a row's.
+            for _ in range(3):
+                with pytest.raises(StoreUnavailable, match="Redis"):
+                    _run(name)
+            checkpoint = _checkpoint(name)
+            # Not one step onto the batch that met the fault.
+            assert not Position(checkpoint.xid, checkpoint.position).covers(_at(in_flight[0]))
+            assert checkpoint.failures == 4 and checkpoint.retry_after > timezone.now()
+            assert not DeadLetter.objects.exists()
+            repair()
+
+        project_all()
+        for name in REDIS_MODELS:
+            assert checkpoint_position(name).covers(target)
+            assert _checkpoint(name).failures == 0
+        assert_views_fresh(*REDIS_MODELS)
+        summaries = redis_docs("order_summary")
+        for order in [orders[0], *late]:
+            order.refresh_from_db()
+            assert summaries[str(order.pk)][0] == order.version
+        assert not DeadLetter.objects.exists()
+
+
+@pytest.mark.parametrize("block", ["index.blocks.write", "index.blocks.read_only_allow_delete"])
+def test_elasticsearch_write_block_mid_batch_is_an_outage_not_bad_rows(
+    read_models, settings, make_customer, make_product, block
+):
+    """The index refuses writes once a batch has been read: a write block (403
+    cluster_block_exception) or the flood-stage disk watermark's read-only-allow-delete
+    block (429). No dead letter, the checkpoint stays; once the block is lifted the
+    view converges."""
+    from readmodels.stores import es
+
+    settings.READMODELS = {**settings.READMODELS, "POISON_MAX_ATTEMPTS": 2}
+    product = make_product(stock=1000)
+    customers = [make_customer(balance_cents=100_000) for _ in range(3)]
+    orders = [_place(customer, product) for customer in customers]
+    project_all()
+    commands.pay_order(order_id=orders[0].pk)
+    commands.update_customer(customer_id=customers[1].pk, name="Renamed Under A Block")
+    late = [_place(customer, product, 2) for customer in customers]
+    target = newest_committed()
+    index = es.current_index("orders_search")
+
+    def block_writes():
+        es.client().indices.put_settings(index=index, settings={block: True})
+
+    try:
+        with _when_a_batch_is_read("orders_search", block_writes) as in_flight:
+            assert "Elasticsearch" in str(_run_into_the_fault("orders_search", in_flight))
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable, match="Elasticsearch"):
+                _run("orders_search")
+        checkpoint = _checkpoint("orders_search")
+        assert not Position(checkpoint.xid, checkpoint.position).covers(_at(in_flight[0]))
+        assert checkpoint.failures == 4
+        assert not DeadLetter.objects.exists()
+    finally:
+        es.client().indices.put_settings(index=index, settings={block: False})
+
+    project_all()
+    assert checkpoint_position("orders_search").covers(target)
+    assert_views_fresh("orders_search")
+    docs = view_docs("orders_search")
+    assert docs[str(late[1].pk)][1]["customer_name"] == "Renamed Under A Block"
+    assert not DeadLetter.objects.exists()

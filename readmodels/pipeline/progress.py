@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
+
 from orders.outbox import Position
 from readmodels import config
 from readmodels.stores import StoreUnavailable, redis_store
@@ -48,7 +50,7 @@ def publish(
     pipe.publish(channel(projector), json.dumps({"segment": segment, **state}))
     try:
         pipe.execute()
-    except redis_store.CONNECTION_ERRORS as exc:
+    except redis.RedisError as exc:  # MISCONF too: a SET and a PUBLISH fail only store-wide
         raise StoreUnavailable(f"Redis: {exc}") from exc
 
 
