@@ -522,3 +522,22 @@ def test_elasticsearch_write_block_mid_batch_is_an_outage_not_bad_rows(
     docs = view_docs("orders_search")
     assert docs[str(late[1].pk)][1]["customer_name"] == "Renamed Under A Block"
     assert not DeadLetter.objects.exists()
+
+
+def test_projected_read_on_a_missing_index_degrades_instead_of_a_500(
+    read_models, make_product, staff_client
+):
+    """The index behind a view is gone (deleted by hand, or not created yet after a
+    deploy): Elasticsearch answers 404 to the search. That is the view being down, so
+    the endpoint answers 503 with Retry-After and a JSON code, never a 500."""
+    from readmodels.stores import es
+
+    make_product(name="Enamel Kettle")
+    project_all()
+    assert staff_client.get("/api/products/search", {"q": "kettle"}).status_code == 200
+    es.drop_index(es.current_index("products_search"))
+
+    response = staff_client.get("/api/products/search", {"q": "kettle"})
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"]
+    assert response.json()["error"]["code"] == "read_model_unavailable"
