@@ -541,3 +541,82 @@ def test_projected_read_on_a_missing_index_degrades_instead_of_a_500(
     assert response.status_code == 503, response.content
     assert response["Retry-After"]
     assert response.json()["error"]["code"] == "read_model_unavailable"
+
+
+def _run_until_it_raises(name: str, kind: type[Exception]) -> Exception:
+    """Run until the run raises `kind` (rows may be held back behind a transaction
+    elsewhere in the cluster for a moment, and a run over nothing raises nothing)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _run(name)
+        except kind as exc:
+            return exc
+        assert time.monotonic() < deadline, f"{name} never raised {kind.__name__}"
+        time.sleep(0.02)
+
+
+def test_a_row_whose_load_times_out_is_retried_with_backoff_then_set_aside(
+    read_models, settings, make_customer, make_product
+):
+    """One order's load is far heavier than the others' (1.5 million lines, as a bad
+    import could leave) and PostgreSQL cancels it at the statement timeout (SQLSTATE
+    57014). That is the row's failure, not an outage: the rows before it are projected,
+    it is retried with a growing backoff, then set aside, and the segment moves on.
+    (Before: every run hit the same timeout, with no backoff and no dead letter, and the
+    segment stalled for good.)"""
+    from django.db import connection
+
+    from orders.models import OrderLine
+
+    settings.READMODELS = {**settings.READMODELS, "POISON_MAX_ATTEMPTS": 3}
+    product = make_product(stock=1000)
+    customer = make_customer(balance_cents=10_000_000)
+    project_all()
+    first = _place(customer, product)
+    huge = _place(customer, product)
+    last = _place(customer, product)
+    lines = OrderLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {lines} (order_id, product_id, quantity, unit_price_cents, "
+            "product_name, product_sku) SELECT l.order_id, l.product_id, l.quantity, "
+            f"l.unit_price_cents, l.product_name, l.product_sku FROM {lines} l, "
+            "generate_series(1, 1500000) WHERE l.order_id = %s",
+            [huge.pk],
+        )
+    target = newest_committed()
+    huge_at = _last_row_of(huge)
+
+    backoffs = []
+    with connection.cursor() as cursor:
+        # Loads of an ordinary order take a few milliseconds; the huge one, seconds.
+        cursor.execute("SET statement_timeout = '300ms'")
+    try:
+        for attempt in (1, 2):
+            failure = _run_until_it_raises("order_summary", runner.RetryLater)
+            assert "statement timeout" in str(failure)
+            letter = DeadLetter.objects.get(projector="order_summary")
+            assert letter.aggregate_id == str(huge.pk)
+            assert letter.attempts == attempt and letter.status == DeadLetterStatus.RETRYING
+            checkpoint = _checkpoint("order_summary")
+            at = Position(checkpoint.xid, checkpoint.position)
+            assert at.covers(_last_row_of(first)) and not at.covers(huge_at)
+            assert checkpoint.failures == attempt
+            backoffs.append((checkpoint.retry_after - checkpoint.last_error_at).total_seconds())
+            # Within its backoff the segment waits.
+            assert runner.run_segment(projectors.get("order_summary")).backing_off
+        assert backoffs[1] > backoffs[0] > 0, backoffs
+
+        result = _run_to_completion("order_summary")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+    assert result.dead_lettered == 1
+    letter = DeadLetter.objects.get(projector="order_summary")
+    assert letter.status == DeadLetterStatus.DEAD and "statement timeout" in letter.error
+    assert checkpoint_position("order_summary").covers(target)
+    summaries = redis_docs("order_summary")
+    for order in (first, last):
+        order.refresh_from_db()
+        assert summaries[str(order.pk)][0] == order.version
