@@ -22,7 +22,12 @@ from readmodels import projectors, tasks
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
 from readmodels.pipeline import progress, runner
 from readmodels.stores import StoreUnavailable, redis_store
-from tests.processes import celery_worker_process, free_port, throwaway_redis
+from tests.processes import (
+    celery_worker_process,
+    free_port,
+    segment_lock_holder,
+    throwaway_redis,
+)
 from tests.readside import (
     all_segments_cover,
     assert_views_fresh,
@@ -620,3 +625,34 @@ def test_a_row_whose_load_times_out_is_retried_with_backoff_then_set_aside(
     for order in (first, last):
         order.refresh_from_db()
         assert summaries[str(order.pk)][0] == order.version
+
+
+def test_a_segment_lock_is_released_soon_after_its_worker_host_vanishes(
+    read_models, make_customer, make_product
+):
+    """A worker holds order_summary's segment lock and its host vanishes: the TCP
+    connection ends without a FIN or reset (the process is killed with its socket in
+    repair mode). PostgreSQL keeps the session, and so the lock, until a keepalive
+    probe finds the peer gone: about two hours by default, seconds with the probes our
+    sessions ask for. Another worker takes the segment and projects the waiting rows.
+
+    On loopback the kernel answers the first probe with a reset, where a powered-off
+    host would not answer at all: then the session ends after the missed probes
+    (5 s + 3 x 2 s) instead of at the first one."""
+    from django.db import connection
+
+    customer = make_customer(balance_cents=100_000)
+    order = _place(customer, make_product(stock=10))
+    with segment_lock_holder("order_summary") as holder:
+        assert _run("order_summary").locked_out
+        holder.vanish()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [holder.backend_pid]
+            )
+            assert cursor.fetchone()[0] == 1, "PostgreSQL saw the session end: not a vanish"
+        # Generous: the point is seconds, not the two hours of the default keepalive.
+        wait_until(lambda: not _run("order_summary").locked_out, timeout=120, interval=0.2,
+                   message="the vanished worker's session still holds the segment lock")
+    project_all()
+    assert redis_docs("order_summary")[str(order.pk)][0] == order.version
