@@ -664,3 +664,40 @@ def test_a_segment_lock_is_released_soon_after_its_worker_host_vanishes(
                    message="the vanished worker's session still holds the segment lock")
     project_all()
     assert redis_docs("order_summary")[str(order.pk)][0] == order.version
+
+
+def test_one_by_one_refreshes_elasticsearch_once_not_per_row(
+    read_models, settings, make_customer, make_product
+):
+    """A bad row among twenty good ones sends orders_search through the one-by-one pass:
+    the good rows are written one at a time, and the index is refreshed once after the
+    pass, not once per row (a refresh per row made a bad batch cost a refresh per row)."""
+    from readmodels.stores import es
+
+    settings.READMODELS = {**settings.READMODELS, "POISON_MAX_ATTEMPTS": 1}
+    product = make_product(stock=1000)
+    customer = make_customer(balance_cents=1_000_000)
+    project_all()
+    orders = [_place(customer, product) for _ in range(10)]
+    OutboxMessage.objects.create(
+        aggregate_type="order", aggregate_id="not-a-uuid", aggregate_version=1,
+        event_type="OrderPlaced", partition_key=str(customer.pk), payload={},
+    )
+    orders += [_place(customer, product) for _ in range(10)]
+    target = newest_committed()
+    index = es.current_index("orders_search")
+
+    def refreshes() -> int:
+        stats = es.client().indices.stats(index=index, metric="refresh")
+        refresh = stats["indices"][index]["primaries"]["refresh"]
+        return refresh.get("external_total", refresh["total"])
+
+    before = refreshes()
+    deadline = time.monotonic() + 60
+    dead_lettered = 0
+    while not checkpoint_position("orders_search").covers(target):
+        assert time.monotonic() < deadline
+        dead_lettered += _run("orders_search").dead_lettered
+    assert dead_lettered == 1
+    assert refreshes() - before <= 2, f"{refreshes() - before} refreshes for {len(orders)} rows"
+    assert_views_fresh("orders_search")
