@@ -701,3 +701,60 @@ def test_one_by_one_refreshes_elasticsearch_once_not_per_row(
     assert dead_lettered == 1
     assert refreshes() - before <= 2, f"{refreshes() - before} refreshes for {len(orders)} rows"
     assert_views_fresh("orders_search")
+
+
+def _clone_order(order: Order, copies: int) -> None:
+    """Give the order's customer `copies` more orders like it, straight in SQL (a
+    customer with thousands of orders, without thousands of commands)."""
+    from django.db import connection
+
+    from orders.models import OrderLine
+
+    orders, lines = Order._meta.db_table, OrderLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH new AS (INSERT INTO {orders} (id, customer_id, status, total_cents, "
+            "version, created_at, updated_at) SELECT gen_random_uuid(), customer_id, status, "
+            f"total_cents, version, created_at, updated_at FROM {orders}, "
+            "generate_series(1, %s) WHERE id = %s RETURNING id) "
+            f"INSERT INTO {lines} (order_id, product_id, quantity, unit_price_cents, "
+            "product_name, product_sku) SELECT new.id, l.product_id, l.quantity, "
+            f"l.unit_price_cents, l.product_name, l.product_sku FROM new, {lines} l "
+            "WHERE l.order_id = %s",
+            [copies, order.pk, order.pk],
+        )
+
+
+def test_a_customer_update_loads_their_orders_page_by_page(
+    read_models, settings, make_customer, make_product
+):
+    """A CustomerUpdated row touches every order of the customer (5,000 here): the
+    orders_search projector loads and writes them a batch at a time, never all at once
+    (memory follows the batch size; bench/customer_with_many_orders.py measures it on
+    100,000 orders)."""
+    from orders import outbox
+
+    settings.READMODELS = {**settings.READMODELS, "BATCH_SIZE": 500}
+    customer = make_customer(balance_cents=1_000_000)
+    _clone_order(_place(customer, make_product(stock=100)), 4999)
+    project_all()
+    before = checkpoint_position("orders_search")
+    commands.update_customer(customer_id=customer.pk, name="Renamed With Many Orders")
+    rows = wait_until(
+        lambda: outbox.read_after(before, limit=10, aggregate_types=["customer"]).rows,
+        timeout=60,
+    )
+    assert [row.event_type for row in rows] == ["CustomerUpdated"]
+
+    projector = projectors.get("orders_search")
+    pages = list(projector.document_batches(rows, 500))
+    assert max(len(page) for page in pages) <= 500
+    keys = [doc.key for page in pages for doc in page]
+    assert len(keys) == len(set(keys)) == 5000
+    assert set(keys) == {str(pk) for pk in Order.objects.values_list("pk", flat=True)}
+
+    project_all()
+    docs = view_docs("orders_search")
+    assert len(docs) == 5000
+    assert {body["customer_name"] for _, body in docs.values()} == {"Renamed With Many Orders"}
+    assert_views_fresh("orders_search")
