@@ -784,3 +784,55 @@ def test_a_metrics_scrape_counts_rows_behind_only_up_to_a_cap(read_models, make_
     behind = [q["sql"] for q in queries if "(xid, position) >" in q["sql"]
               and "count(*)" in q["sql"].lower()]
     assert len(behind) == len(capped) and all("LIMIT" in sql for sql in behind), behind
+
+
+def test_rows_the_store_refuses_are_blamed_only_while_it_takes_other_rows(
+    read_models, settings, make_customer, make_product
+):
+    """Elasticsearch refuses a document for its own reason (400: an item count past a
+    32-bit integer). While it refuses every row of the batch, nothing tells the rows'
+    fault from the store's, so no row is blamed and the segment backs off. Once it takes
+    another row, the refused rows are retried and set aside, and the segment moves on."""
+    from django.db import connection
+
+    from orders.models import OrderLine
+
+    settings.READMODELS = {**settings.READMODELS, "POISON_MAX_ATTEMPTS": 2}
+    customer = make_customer(balance_cents=1_000_000)
+    product = make_product(stock=1000)
+    project_all()
+    bad = [_place(customer, product) for _ in range(3)]
+    lines = OrderLine._meta.db_table
+    with connection.cursor() as cursor:
+        # No command takes such quantities (they are capped): written in SQL.
+        cursor.execute(
+            f"INSERT INTO {lines} (order_id, product_id, quantity, unit_price_cents, "
+            "product_name, product_sku) SELECT order_id, product_id, 2147483647, "
+            f"unit_price_cents, product_name, product_sku FROM {lines} "
+            "WHERE order_id = ANY(%s::uuid[])",
+            [[o.pk for o in bad]],
+        )
+    for _ in range(3):
+        refused = _run_until_it_raises("orders_search", StoreUnavailable)
+        assert "refused every row" in str(refused)
+    assert not DeadLetter.objects.exists()
+    assert _checkpoint("orders_search").failures == 3
+
+    good = _place(customer, product)
+    target = newest_committed()
+    deadline = time.monotonic() + 60
+    while not checkpoint_position("orders_search").covers(target):
+        assert time.monotonic() < deadline, "the segment did not move past the refused rows"
+        try:
+            _run("orders_search")
+        except runner.RetryLater:
+            pass  # a refused row blamed, with attempts left
+        except StoreUnavailable:
+            pass  # the good row is not readable yet (a transaction elsewhere holds it back)
+    letters = DeadLetter.objects.filter(projector="orders_search")
+    assert {letter.aggregate_id for letter in letters} == {str(o.pk) for o in bad}
+    assert all(letter.status == DeadLetterStatus.DEAD for letter in letters)
+    assert "out of range" in letters[0].error
+    from tests.readside import fresh_docs
+
+    assert view_docs("orders_search")[str(good.pk)] == fresh_docs("orders_search")[str(good.pk)]
