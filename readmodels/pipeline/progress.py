@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis
-
 from orders.outbox import Position
 from readmodels import config
 from readmodels.stores import StoreUnavailable, redis_store
@@ -50,7 +48,7 @@ def publish(
     pipe.publish(channel(projector), json.dumps({"segment": segment, **state}))
     try:
         pipe.execute()
-    except redis.RedisError as exc:  # MISCONF too: a SET and a PUBLISH fail only store-wide
+    except redis_store.ANY_ERROR as exc:  # MISCONF too: a SET and a PUBLISH fail only store-wide
         raise StoreUnavailable(f"Redis: {exc}") from exc
 
 

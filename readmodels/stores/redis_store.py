@@ -40,6 +40,10 @@ _STORE_WIDE_REPLY = re.compile(
 )
 
 
+# Any failure of a Redis call, for writes where no document can be to blame.
+ANY_ERROR = redis.RedisError
+
+
 def unavailable(exc: redis.RedisError) -> StoreUnavailable | None:
     """The StoreUnavailable to raise for a failure of the whole server, else None."""
     if isinstance(exc, CONNECTION_ERRORS) or (
