@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
 from celery import shared_task
 from django.db import DatabaseError, connection
 
@@ -64,14 +65,14 @@ def _ask_holder_to_run_again(name: str, segment: int, segments: int) -> bool:
     try:
         redis_store.client().set(rerun_flag(name, segment, segments), 1, ex=60)
         return True
-    except redis_store.CONNECTION_ERRORS:
+    except redis.RedisError:  # any refusal (MISCONF too): best effort only
         return False
 
 
 def _rerun_asked(name: str, segment: int, segments: int) -> bool:
     try:
         return bool(redis_store.client().getdel(rerun_flag(name, segment, segments)))
-    except redis_store.CONNECTION_ERRORS:
+    except redis.RedisError:  # any refusal (MISCONF too): best effort only
         return False
 
 

@@ -108,6 +108,19 @@ if DATABASE_POOL:
         "name": "shop-web",
     }
 DATABASES["default"]["TEST"] = {"NAME": env.get("DATABASE_TEST_NAME", "test_shop")}
+# A worker's segment lock is a session-level advisory lock: it lasts while PostgreSQL
+# believes the session alive. When a worker's host vanishes (power, network), the
+# server learns it only from TCP keepalives, after about two hours by default, and the
+# segment stalls that long. So our sessions ask the server to probe after 5 s idle,
+# every 2 s, and to give up after 3 misses (tcp_user_timeout: 10 s for data never
+# acknowledged); libpq's keepalives do the same on the client side, so a worker whose
+# server vanished does not wait either. A pooler between workers and PostgreSQL must
+# run in session mode (the lock is the session's) and pass these options on.
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+    options="-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
+    "-c tcp_keepalives_count=3 -c tcp_user_timeout=10000",
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

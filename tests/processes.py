@@ -70,19 +70,26 @@ def _stop_group(process: subprocess.Popen | None, sig: int, timeout: float) -> N
 class ThrowawayRedis:
     """A redis-server without persistence: a restart brings it back EMPTY."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *args: str):
         self.port = free_port()
         self.dir = directory
+        self.args = args
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def client(self):
+        """A client of this server alone (for the test to inject faults with)."""
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=10)
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+             "--appendonly", "no", "--dir", str(self.dir), *self.args],
             cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -99,10 +106,13 @@ class ThrowawayRedis:
 
 
 @contextmanager
-def throwaway_redis():
-    """A redis-server of this test's own on a free port; stopped (and its dir removed) after."""
+def throwaway_redis(*args: str):
+    """A redis-server of this test's own on a free port; stopped (and its dir removed) after.
+
+    `args` are more redis-server options (e.g. "--maxmemory", "1mb").
+    """
     directory = Path(tempfile.mkdtemp(prefix="throwaway-redis-"))
-    server = ThrowawayRedis(directory)
+    server = ThrowawayRedis(directory, *args)
     server.start()
     try:
         yield server
@@ -256,3 +266,79 @@ def celery_worker_process(
     finally:
         worker.terminate(timeout=20)
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+_HOLD_A_SEGMENT_LOCK = """
+import sys, time, django
+django.setup()
+from django.db import connection
+from readmodels.pipeline import runner
+name, segment, segments = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with runner.segment_lock(name, segment, segments) as acquired:
+    raw = connection.connection
+    print(acquired, raw.info.backend_pid, raw.fileno(), flush=True)
+    time.sleep(3600)
+"""
+
+
+class LockHolder:
+    """A worker process that holds a projector segment's lock (and does nothing else)."""
+
+    def __init__(self, process: subprocess.Popen, backend_pid: int, socket_fd: int):
+        self.process = process
+        self.backend_pid = backend_pid  # its PostgreSQL session
+        self.socket_fd = socket_fd  # its end of that session's TCP connection
+
+    def vanish(self) -> None:
+        """Let the process's host vanish: its TCP connection ends without a FIN or a
+        reset, as when a machine loses power or its network.
+
+        The test takes a duplicate of the process's socket (pidfd_getfd), puts it in
+        repair mode (TCP_REPAIR: the kernel then closes it silently), and SIGKILLs the
+        process. PostgreSQL is told nothing; only a packet it sends can find out.
+        """
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pidfd = os.pidfd_open(self.process.pid)
+        try:
+            fd = libc.syscall(438, pidfd, self.socket_fd, 0)  # pidfd_getfd
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "pidfd_getfd")
+        finally:
+            os.close(pidfd)
+        connection = socket.socket(fileno=fd)
+        # First let the server's last reply be acknowledged (delayed ACK): a reply left
+        # unacknowledged would be retransmitted and meet a reset at once on loopback,
+        # and that is not what a vanished host looks like to an idle session.
+        local, peer = connection.getsockname(), connection.getpeername()
+        _wait(lambda: _unacknowledged(peer, local) == 0, 10, "the last reply was not acked")
+        connection.setsockopt(socket.IPPROTO_TCP, 19, 1)  # TCP_REPAIR
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        connection.close()
+
+
+def _unacknowledged(source: tuple, destination: tuple) -> int:
+    """Bytes sent on a TCP connection and not yet acknowledged (ss's Send-Q)."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{source[1]} and "
+         f"dport = :{destination[1]} )"], capture_output=True, text=True, check=True,
+    ).stdout.split()
+    return int(out[1]) if out else -1
+
+
+@contextmanager
+def segment_lock_holder(projector: str, segment: int = 0, segments: int = 1):
+    """A subprocess on this run's database that takes a segment's lock and keeps it."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_SEGMENT_LOCK, projector, str(segment), str(segments)],
+        cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        start_new_session=True, text=True,
+    )
+    try:
+        acquired, backend_pid, socket_fd = process.stdout.readline().split()
+        assert acquired == "True", "the lock holder did not get the lock"
+        yield LockHolder(process, int(backend_pid), int(socket_fd))
+    finally:
+        _stop_group(process, signal.SIGKILL, 10)

@@ -56,24 +56,38 @@ class SegmentStatus:
         return "ok"
 
 
-def _behind(projector, checkpoint: Checkpoint) -> tuple[int, datetime | None]:
+def _behind(projector, checkpoint: Checkpoint, cap: int | None) -> tuple[int, datetime | None]:
     where = ["(xid, position) > (%s::text::xid8, %s)", "aggregate_type = ANY(%s)"]
     params: list = [str(checkpoint.xid), checkpoint.position, list(projector.consumes)]
     if checkpoint.segments > 1:
         where.append(f"{outbox.segment_sql(checkpoint.segments)} = %s")
         params.append(checkpoint.segment)
+    table = OutboxMessage._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*), min(created_at) FROM {OutboxMessage._meta.db_table} "
-            f"WHERE {' AND '.join(where)}",
-            params,
-        )
+        if cap is None:
+            cursor.execute(
+                f"SELECT count(*), min(created_at) FROM {table} WHERE {' AND '.join(where)}",
+                params,
+            )
+        else:
+            # Walk the commit-order index from the checkpoint and stop after `cap` rows:
+            # the cost follows the cap, not how far behind the segment is (a full count
+            # of a segment far behind scans everything after its checkpoint).
+            cursor.execute(
+                f"SELECT count(*), min(created_at) FROM (SELECT created_at FROM {table} "
+                f"WHERE {' AND '.join(where)} ORDER BY xid, position LIMIT %s) behind",
+                [*params, cap],
+            )
         count, oldest = cursor.fetchone()
     return count, oldest
 
 
-def segment_statuses() -> list[SegmentStatus]:
-    """One status per configured projector segment (a segment never run counts from zero)."""
+def segment_statuses(*, rows_behind_cap: int | None = None) -> list[SegmentStatus]:
+    """One status per configured projector segment (a segment never run counts from zero).
+
+    `rows_behind_cap` counts rows behind only up to that many (for scrapes: cheap however
+    far behind a segment is); the lag is then the age of the oldest of those rows.
+    """
     now = timezone.now()
     dead = {}
     for name, count in (
@@ -92,7 +106,7 @@ def segment_statuses() -> list[SegmentStatus]:
             checkpoint = existing.get(segment) or Checkpoint(
                 projector=name, segment=segment, segments=segments
             )
-            rows, oldest = _behind(projector, checkpoint)
+            rows, oldest = _behind(projector, checkpoint, rows_behind_cap)
             out.append(
                 SegmentStatus(
                     projector=name,

@@ -52,7 +52,7 @@ def publish(
     pipe.publish(channel(projector), json.dumps({"segment": segment, **state}))
     try:
         pipe.execute()
-    except redis_store.CONNECTION_ERRORS as exc:
+    except redis_store.ANY_ERROR as exc:  # MISCONF too: a SET and a PUBLISH fail only store-wide
         raise StoreUnavailable(f"Redis: {exc}") from exc
 
 

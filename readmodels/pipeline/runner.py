@@ -6,12 +6,18 @@ the checkpoint. A PostgreSQL advisory lock makes sure a segment runs in one plac
 time, across every worker and machine. The store is written outside any database
 transaction.
 
-Failures:
-- a store that does not answer (StoreUnavailable) keeps the checkpoint and backs off;
-  nothing is counted against the rows;
-- any other error is blamed on rows by trying them one by one; a row that keeps
-  failing is retried a bounded number of times, then set aside as a dead letter and
-  the segment moves on.
+Failures: the row's own, or the store's.
+- A store that does not answer or refuses writes as a whole (StoreUnavailable: the
+  stores map Redis OOM/READONLY/MISCONF and Elasticsearch 403/404/429/5xx to it), or a
+  PostgreSQL connection that fails, keeps the checkpoint and backs off; nothing is
+  counted against the rows.
+- Any other error is blamed on rows by trying them one by one. A row is only blamed
+  when the store accepts other rows of the batch: if every row the store was asked to
+  take was refused, the store is refusing, whatever the exception says, and the segment
+  backs off as for an outage. A row whose own load fails (bad data, or a statement
+  timeout on its load: SQLSTATE 57014) is blamed without that proof, since the store
+  never saw it. A blamed row is retried a bounded number of times with a growing
+  backoff, then set aside as a dead letter and the segment moves on.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.dispatch import Signal
 from django.utils import timezone
 
 from orders import outbox
@@ -45,12 +52,38 @@ SLOW_ATTEMPTS_BEFORE_BACKOFF = 3
 # After a timeout the next batch is halved (a bulk too big to finish in time must not
 # time out forever); every success doubles it back towards the configured size.
 MIN_BATCH_AFTER_TIMEOUT = 10
-# Failures of the servers, not of the rows: never counted against a row.
+# Failures of the servers, not of the rows: never counted against a row (but see
+# _outage: a statement timeout is an OperationalError too, and it is a row's).
 INFRASTRUCTURE_ERRORS = (StoreUnavailable, OperationalError, InterfaceError)
+QUERY_CANCELED = "57014"  # statement_timeout, or a cancel request
+# Rows tried one by one, all refused by the store, before the store is taken to be
+# refusing writes as a whole (a whole batch of bad rows is far less likely).
+STORE_PROOF_ATTEMPTS = 10
+
+
+# Sent with (projector, rows) once a batch has been read, before anything of it is
+# written: where the fault tests cut a store while a batch is in flight.
+batch_read = Signal()
 
 
 class RowsRefused(Exception):
     """The store refused some documents for reasons of their own."""
+
+
+class StoreRefused(Exception):
+    """The store's write raised an error of no known kind: the row's, or the store's."""
+
+
+def _outage(exc: BaseException) -> bool:
+    """True for failures of a server as a whole (never counted against a row)."""
+    if isinstance(exc, OperationalError) and _sqlstate(exc) == QUERY_CANCELED:
+        # The statement ran too long: the load of these rows, not the connection.
+        return False
+    return isinstance(exc, INFRASTRUCTURE_ERRORS)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None)
 
 
 class RetryLater(Exception):
@@ -170,12 +203,26 @@ def _pending_since(projector: Projector, position: Position, segment, segments):
     return row[0] if row else None
 
 
-def _write(projector: Projector, rows: list[OutboxRow]) -> None:
-    docs = projector.documents_for(rows)
-    refused = projector.write(docs)
-    if refused:
-        key, reason = next(iter(refused.items()))
-        raise RowsRefused(f"{len(refused)} document(s) refused, e.g. {key}: {reason}")
+def _write(projector: Projector, rows: list[OutboxRow], *, refresh: bool = True) -> None:
+    """Load and write the rows' documents (in bounded lists); refresh once at the end.
+
+    Errors of the load propagate as they are; errors of the store's write that are not
+    an outage come as StoreRefused or RowsRefused, so callers know the store saw them.
+    """
+    wrote = False
+    for docs in projector.document_batches(rows, config.batch_size()):
+        try:
+            refused = projector.write(docs, refresh=False)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:
+            raise StoreRefused(f"{type(exc).__name__}: {exc}") from exc
+        wrote = True
+        if refused:
+            key, reason = next(iter(refused.items()))
+            raise RowsRefused(f"{len(refused)} document(s) refused, e.g. {key}: {reason}")
+    if refresh and wrote:
+        projector.refresh()
     # Visible now (Elasticsearch was refreshed by the write): measure from each row's
     # creation, which includes any time the row waited behind an older transaction.
     now = timezone.now()
@@ -219,7 +266,11 @@ def _record_failure(projector: Projector, row: OutboxRow, error: Exception) -> D
 
 
 def _project_one_by_one(projector: Projector, rows: list[OutboxRow], result: RunResult):
-    """Find the rows to blame; return how far the segment may move (or raise RetryLater)."""
+    """Find the rows to blame; return how far the segment may move (or raise RetryLater).
+
+    Raises StoreUnavailable when the store refuses rows it is asked to take and accepts
+    none: then no row is to blame. Elasticsearch is refreshed once, after the pass.
+    """
     dead = set(
         DeadLetter.objects.filter(
             projector=projector.name,
@@ -227,14 +278,39 @@ def _project_one_by_one(projector: Projector, rows: list[OutboxRow], result: Run
             status__in=[DeadLetterStatus.DEAD, DeadLetterStatus.DISCARDED],
         ).values_list("outbox_position", flat=True)
     )
+    written: set[int] = set()  # positions already written during this pass
+    try:
+        done = _one_by_one_pass(projector, rows, dead, written, result)
+    except RetryLater:
+        if written:
+            projector.refresh()  # the rows before the failing one are about to be passed
+        raise
+    if written:
+        projector.refresh()
+    return done
+
+
+def _one_by_one_pass(projector, rows, dead, written, result) -> Position | None:
     done: Position | None = None
-    for row in rows:
-        if row.position not in dead:
+    accepted = False  # the store took at least one row of this batch
+    for index, row in enumerate(rows):
+        if row.position not in dead and row.position not in written:
             try:
-                _write(projector, [row])
-            except INFRASTRUCTURE_ERRORS:
-                raise
+                _write(projector, [row], refresh=False)
+                written.add(row.position)
+                accepted = True
             except Exception as exc:
+                if _outage(exc):
+                    raise
+                if isinstance(exc, RowsRefused | StoreRefused) and not accepted:
+                    # The store refused this row and has taken none yet: is it the row
+                    # or the store? Only another row taken says it is the row.
+                    accepted = _store_takes_another(projector, rows[index + 1 :], dead, written)
+                    if not accepted:
+                        raise StoreUnavailable(
+                            f"{projector.name}: the store refused every row it was asked "
+                            f"to take, e.g. outbox row {row.position}: {exc}"
+                        ) from exc
                 letter = _record_failure(projector, row, exc)
                 if letter.status != DeadLetterStatus.DEAD:
                     logger.warning(
@@ -250,6 +326,29 @@ def _project_one_by_one(projector: Projector, rows: list[OutboxRow], result: Run
                 metrics.PROJECTION_FAILURES.labels(projector.name, "dead_letter").inc()
         done = row.commit_position
     return done
+
+
+def _store_takes_another(projector, rows, dead, written) -> bool:
+    """Try the rows after a refused one until the store takes one (True) or refuses
+    STORE_PROOF_ATTEMPTS of them, or all (False). Writing ahead of the checkpoint is
+    safe: writes are version-gated, and the rows are written again in their turn."""
+    refused = 0
+    for row in rows:
+        if row.position in dead or row.position in written:
+            continue
+        try:
+            _write(projector, [row], refresh=False)
+        except Exception as exc:
+            if _outage(exc):
+                raise
+            if isinstance(exc, RowsRefused | StoreRefused):
+                refused += 1
+                if refused >= STORE_PROOF_ATTEMPTS:
+                    return False
+            continue  # a row that fails its own load proves nothing about the store
+        written.add(row.position)
+        return True
+    return False
 
 
 def _save_progress(checkpoint: Checkpoint, position: Position, rows: int) -> None:
@@ -404,13 +503,15 @@ def run_segment(
                 segment=(segment, segments) if segments > 1 else None,
             )
             reached = batch.checkpoint_after
+            if batch.rows:
+                batch_read.send(sender=run_segment, projector=projector, rows=batch.rows)
             try:
                 if batch.rows:
                     try:
                         _write(projector, batch.rows)
-                    except INFRASTRUCTURE_ERRORS:
-                        raise
-                    except Exception:
+                    except Exception as exc:
+                        if _outage(exc):
+                            raise
                         logger.warning(
                             "projector %s batch failed; trying its %s rows one by one",
                             projector.name, len(batch.rows), exc_info=True,
@@ -430,6 +531,17 @@ def run_segment(
                     _save_progress(checkpoint, exc.args[1], 0)
                 _save_failure(checkpoint, exc)
                 _announce(projector, checkpoint, segment, segments)
+                raise
+            except DatabaseError as exc:
+                # PostgreSQL failed under us (not a row's statement timeout: that one is
+                # a RetryLater above). Back off like any outage if it can still be
+                # recorded; if it cannot, the task closes the connection and the sweep
+                # tries again.
+                metrics.PROJECTION_FAILURES.labels(projector.name, "database").inc()
+                try:
+                    _save_failure(checkpoint, exc)
+                except DatabaseError:
+                    pass
                 raise
             if reached != position or had_errors:
                 _save_progress(checkpoint, reached, len(batch.rows))

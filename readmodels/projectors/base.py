@@ -31,21 +31,32 @@ class Projector:
     def documents_for(self, rows: list[OutboxRow]) -> list[Doc]:
         return self.load(self.keys_for(rows))
 
+    def document_batches(self, rows: list[OutboxRow], size: int) -> Iterable[list[Doc]]:
+        """Yield the rows' documents in lists of about `size` (a row may touch many)."""
+        yield self.documents_for(rows)
+
     def documents_by_key(self, keys: list[str]) -> list[Doc]:
         """Build the current documents of these document keys (rebuild, reconcile, fallback)."""
         return self.load(set(keys))
 
-    def write(self, docs: list[Doc], generation: int | None = None) -> dict[str, str]:
+    def write(
+        self, docs: list[Doc], generation: int | None = None, *, refresh: bool = True
+    ) -> dict[str, str]:
         """Write version-gated; return the keys the store refused, with the reason.
 
         `generation` writes into that index or key generation instead of the live one
-        (a rebuild in progress).
+        (a rebuild in progress). `refresh=False`: searchable only after `refresh()`.
         """
         if self.store == "elasticsearch":
             index = es.index_name(self.name, generation) if generation else None
-            return es.bulk_write(self.name, docs, index=index).failed
+            return es.bulk_write(self.name, docs, index=index, refresh=refresh).failed
         redis_store.write_documents(self.name, docs, gen=generation)
         return {}
+
+    def refresh(self) -> None:
+        """Make every write so far visible to readers (Redis writes are at once)."""
+        if self.store == "elasticsearch":
+            es.refresh(self.name)
 
     def stored_versions(self, keys: list[str]) -> dict[str, int]:
         if self.store == "elasticsearch":

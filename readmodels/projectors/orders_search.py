@@ -10,8 +10,10 @@ customer's order documents, so it must not make them look behind.)
 from __future__ import annotations
 
 import uuid
+from itertools import islice
 
-from readmodels.projectors.base import Projector
+from orders.models import Order
+from readmodels.projectors.base import Projector, chunks
 from readmodels.projectors.order_state import iso, load_orders
 from readmodels.projectors.order_summary import OrderSummaryProjector, order_keys_that_exist
 from readmodels.stores.es import Doc
@@ -92,6 +94,28 @@ class OrdersSearchProjector(Projector):
         customer_ids = [int(k.split(":", 1)[1]) for k in keys if k.startswith("customer:")]
         orders = load_orders(ids=order_ids, customer_ids=customer_ids, payments=False)
         return [build(order) for order in orders]
+
+    def document_batches(self, rows, size):
+        """Yield the rows' documents, at most `size` orders at a time.
+
+        A CustomerUpdated row touches every order of that customer, which may be a
+        hundred thousand: page through their ids (a server-side cursor) and load and
+        yield one page at a time, so memory follows `size`, not the customer.
+        """
+        keys = self.keys_for(rows)
+        order_ids = [uuid.UUID(k.split(":", 1)[1]) for k in keys if k.startswith("order:")]
+        customer_ids = [int(k.split(":", 1)[1]) for k in keys if k.startswith("customer:")]
+        for page in chunks(order_ids, size):
+            yield [build(order) for order in load_orders(ids=page, payments=False)]
+        if not customer_ids:
+            return
+        their_orders = (
+            Order.objects.filter(customer_id__in=customer_ids)
+            .values_list("pk", flat=True)
+            .iterator(chunk_size=size)
+        )
+        while page := list(islice(their_orders, size)):
+            yield [build(order) for order in load_orders(ids=page, payments=False)]
 
     def load_documents(self, order_keys: list[str]) -> list[Doc]:
         return self.load({f"order:{k}" for k in order_keys})

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import elastic_transport
 from django.conf import settings
@@ -32,6 +33,24 @@ def unavailable(exc: Exception) -> StoreUnavailable:
     if isinstance(exc, elastic_transport.ConnectionTimeout):
         return StoreSlow(f"Elasticsearch timed out: {exc}")
     return StoreUnavailable(f"Elasticsearch: {exc}")
+
+
+def store_wide(status: int | None) -> bool:
+    """True when an answer refuses the index or cluster as a whole, not one document.
+
+    403 is a block (index.blocks.write; a cluster_block_exception), 429 overload or the
+    read_only_allow_delete block Elasticsearch sets at the flood-stage disk watermark,
+    408 a timeout, 5xx the cluster's own trouble, 404 a missing index or alias (an
+    operator's matter). None of these says anything about the document, so no row may
+    be blamed for them.
+    """
+    return status is not None and (status in (403, 404, 408, 429) or status >= 500)
+
+
+def _raise_mapped(exc: ApiError) -> NoReturn:
+    if store_wide(exc.meta.status):
+        raise StoreUnavailable(f"Elasticsearch answered {exc.meta.status}: {exc}") from exc
+    raise exc
 
 
 @functools.lru_cache(maxsize=4)
@@ -138,8 +157,13 @@ class BulkResult:
     failed: dict[str, str]
 
 
-def bulk_write(model: str, docs: list[Doc], index: str | None = None) -> BulkResult:
+def bulk_write(
+    model: str, docs: list[Doc], index: str | None = None, *, refresh: bool = True
+) -> BulkResult:
     """Index documents with external versioning, then refresh so they are searchable.
+
+    `refresh=False` leaves the refresh to the caller (`refresh()`), who writes many
+    small bulks in a row and needs them searchable only once they are all written.
 
     A version conflict means the store already holds this or a newer version (a
     duplicate or a replay): that is success, never a step backwards.
@@ -176,23 +200,33 @@ def bulk_write(model: str, docs: list[Doc], index: str | None = None) -> BulkRes
                 written += 1
             elif result.get("status") == 409:
                 stale += 1
-            elif result.get("status") == 404:
-                # The index or alias is gone: an operator's matter (setup_readmodels or a
-                # rebuild), never the rows' fault.
-                raise StoreUnavailable(f"Elasticsearch index missing: {result.get('error')}")
-            elif result.get("status") in (429, 502, 503, 504):
-                raise StoreUnavailable(f"Elasticsearch refused the bulk: {result.get('error')}")
+            elif store_wide(result.get("status")):
+                # A missing index, a write block, overload or the cluster's own error:
+                # the store refuses writes as a whole, so the rows keep their checkpoint.
+                raise StoreUnavailable(
+                    f"Elasticsearch refused the bulk ({result.get('status')}): "
+                    f"{result.get('error')}"
+                )
             else:
                 failed[str(result.get("_id"))] = str(result.get("error"))
         # Searchable, not only stored, before anyone's checkpoint passes these rows.
-        es.indices.refresh(index=target)
+        if refresh:
+            es.indices.refresh(index=target)
     except CONNECTION_ERRORS as exc:
         raise unavailable(exc) from exc
     except ApiError as exc:
-        if exc.meta.status in (404, 429, 502, 503, 504):
-            raise unavailable(exc) from exc
-        raise
+        _raise_mapped(exc)
     return BulkResult(written, stale, failed)
+
+
+def refresh(model: str) -> None:
+    """Make what was written to the view searchable."""
+    try:
+        client().indices.refresh(index=alias(model))
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(f"Elasticsearch: {exc}") from exc
+    except ApiError as exc:
+        _raise_mapped(exc)
 
 
 def get_versions(model: str, keys: list[str]) -> dict[str, int]:
@@ -203,6 +237,8 @@ def get_versions(model: str, keys: list[str]) -> dict[str, int]:
         response = client().mget(index=alias(model), ids=keys, source=False)
     except CONNECTION_ERRORS as exc:
         raise unavailable(exc) from exc
+    except ApiError as exc:
+        _raise_mapped(exc)
     return {d["_id"]: d["_version"] for d in response["docs"] if d.get("found")}
 
 
@@ -211,6 +247,10 @@ def search(model: str, **body):
         return client().search(index=alias(model), **body)
     except CONNECTION_ERRORS as exc:
         raise unavailable(exc) from exc
+    except ApiError as exc:
+        # A missing index, overload or a 5xx: readers degrade (fallback or 503), never a
+        # 500. A 400 (a query the shop built wrong) stays an error.
+        _raise_mapped(exc)
 
 
 def current_index(model: str) -> str | None:
@@ -221,7 +261,7 @@ def current_index(model: str) -> str | None:
     except ApiError as exc:
         if exc.meta.status == 404:
             return None
-        raise
+        _raise_mapped(exc)
     return next(iter(found), None)
 
 
@@ -280,6 +320,8 @@ def iter_ids(model: str, batch_size: int = 1000):
             yield batch
     except CONNECTION_ERRORS as exc:
         raise unavailable(exc) from exc
+    except ApiError as exc:
+        _raise_mapped(exc)
 
 
 def delete_ids(model: str, ids: list[str]) -> None:
@@ -291,3 +333,5 @@ def delete_ids(model: str, ids: list[str]) -> None:
         client().indices.refresh(index=alias(model))
     except CONNECTION_ERRORS as exc:
         raise unavailable(exc) from exc
+    except ApiError as exc:
+        _raise_mapped(exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from typing import NoReturn
 
 import redis
 from django.conf import settings
@@ -17,7 +19,52 @@ from django.conf import settings
 from readmodels import config
 from readmodels.stores import StoreSlow, StoreUnavailable, read_deadline
 
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# Failures of the server as a whole. Some come as error replies, not dropped
+# connections: OOM (maxmemory reached with noeviction), READONLY (a replica after a
+# failover), cluster and master-down states. They refuse every write alike, so they are
+# never any document's fault.
+CONNECTION_ERRORS = (
+    redis.ConnectionError,  # includes BusyLoadingError (LOADING) and AuthenticationError
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,  # includes MasterDownError
+    redis.exceptions.TryAgainError,
+)
+# Store-wide error replies redis-py has no class for: MISCONF (RDB snapshots failing
+# with stop-writes-on-bgsave-error), NOREPLICAS (min-replicas-to-write not met), BUSY
+# (a script running too long), NOAUTH/NOPERM (credentials or ACL changed).
+# (A pipeline's error reads "Command # 1 (...) of pipeline caused error: MISCONF ...".)
+_STORE_WIDE_REPLY = re.compile(
+    r"(?:^|caused error: )(?:MISCONF|NOREPLICAS|BUSY|NOAUTH|NOPERM|OOM|READONLY) "
+)
+
+
+# Any failure of a Redis call, for writes where no document can be to blame.
+ANY_ERROR = redis.RedisError
+
+
+def unavailable(exc: redis.RedisError) -> StoreUnavailable | None:
+    """The StoreUnavailable to raise for a failure of the whole server, else None.
+
+    A timeout is StoreSlow: the server is busy, not down, and the runner retries soon
+    with a smaller batch instead of backing off.
+    """
+    if isinstance(exc, redis.TimeoutError):
+        return StoreSlow(f"Redis timed out: {exc}")
+    if isinstance(exc, CONNECTION_ERRORS) or (
+        isinstance(exc, redis.ResponseError) and _STORE_WIDE_REPLY.search(str(exc))
+    ):
+        return StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _raise_mapped(exc: redis.RedisError) -> NoReturn:
+    mapped = unavailable(exc)
+    if mapped is not None:
+        raise mapped from exc
+    raise exc
+
 
 # KEYS[1] document key; ARGV[1] version; ARGV[2] JSON body.
 _CAS_SCRIPT = """
@@ -28,13 +75,6 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 return 1
 """
-
-
-def unavailable(exc: Exception) -> StoreUnavailable:
-    """The store's failure as the runner must see it: a timeout is slow, not down."""
-    if isinstance(exc, redis.TimeoutError):
-        return StoreSlow(f"Redis timed out: {exc}")
-    return StoreUnavailable(f"Redis: {exc}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -74,8 +114,8 @@ def key_prefix(model: str) -> str:
 def generation(model: str) -> int:
     try:
         value = client().get(f"{key_prefix(model)}:generation")
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
     return int(value) if value else 1
 
 
@@ -98,8 +138,8 @@ def write_documents(model: str, docs, gen: int | None = None) -> tuple[int, int]
                 client=pipe,
             )
         results = pipe.execute()
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
     written = sum(1 for r in results if r == 1)
     return written, len(results) - written
 
@@ -108,8 +148,8 @@ def read_document(model: str, key: str) -> tuple[int, dict] | None:
     """Return (version, body) of a document, or None if there is none."""
     try:
         found = client().hmget(doc_key(model, key), ["v", "d"])
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
     if found[0] is None:
         return None
     return int(found[0]), json.loads(found[1])
@@ -124,16 +164,16 @@ def read_versions(model: str, keys: list[str]) -> dict[str, int]:
         for key in keys:
             pipe.hget(doc_key(model, key, gen), "v")
         values = pipe.execute()
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
     return {k: int(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
 def set_generation(model: str, gen: int) -> None:
     try:
         client().set(f"{key_prefix(model)}:generation", gen)
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
 
 
 def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
@@ -148,8 +188,8 @@ def iter_keys(model: str, gen: int | None = None, batch_size: int = 1000):
                 batch = []
         if batch:
             yield batch
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
 
 
 def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
@@ -158,8 +198,8 @@ def delete_keys(model: str, keys: list[str], gen: int | None = None) -> None:
     gen = gen or generation(model)
     try:
         client().delete(*[doc_key(model, k, gen) for k in keys])
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
 
 
 def drop_generation(model: str, gen: int) -> int:
@@ -177,13 +217,13 @@ def _marker(model: str) -> str:
 def mark_populated(model: str) -> None:
     try:
         client().set(_marker(model), 1)
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
 
 
 def lost_data(model: str) -> bool:
     """True when the view's marker is gone: Redis restarted empty or was flushed."""
     try:
         return not client().exists(_marker(model))
-    except CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+    except redis.RedisError as exc:
+        _raise_mapped(exc)
