@@ -27,4 +27,4 @@ USER shop
 EXPOSE 8000
 # --no-proxy-headers: the app alone decides which X-Forwarded-* to trust (NUM_PROXIES for
 # the client address the throttles count, SECURE_PROXY_SSL_HEADER for https).
-CMD ["uvicorn", "shop.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--no-proxy-headers"]
+CMD ["uvicorn", "shop.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--no-proxy-headers"]

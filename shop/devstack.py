@@ -205,7 +205,9 @@ def stack_commands(*, port: int | str, schedule: Path, loglevel: str = "INFO",
     return {
         "web": [
             str(VENV_BIN / "uvicorn"), "shop.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "2",
+            # The app alone decides which X-Forwarded-* to trust (NUM_PROXIES): a
+            # client must not pick the address its throttles count against.
+            "--port", str(port), "--workers", "2", "--no-proxy-headers",
         ],
         "worker": [
             str(VENV_BIN / "celery"), "-A", "shop", "worker", f"--loglevel={loglevel}",

@@ -171,3 +171,29 @@ def test_installs_come_from_the_locks():
     for lock in ("runtime.lock", "dev.lock", "bench.lock"):
         assert f"-o requirements/{lock}" in makefile, lock
     assert "--generate-hashes" in makefile
+
+
+def test_compose_runs_the_processes_make_run_and_the_benchmarks_run():
+    """What is benchmarked is what ships: the same server, process counts and pool."""
+    from shop.devstack import stack_commands
+
+    shipped = stack_commands(port=8000, schedule=Path("/tmp/schedule"))
+    services = _compose()["services"]
+
+    def flag(command: list[str], name: str) -> str:
+        for i, part in enumerate(command):
+            if part == name:
+                return command[i + 1]
+            if part.startswith(name + "="):
+                return part.split("=", 1)[1]
+        raise AssertionError(f"{name} missing from {command}")
+
+    web = services["web"]["command"]
+    assert Path(shipped["web"][0]).name == web[0] == "uvicorn"
+    assert flag(web, "--workers") == flag(shipped["web"], "--workers")
+    assert "--no-proxy-headers" in web and "--no-proxy-headers" in shipped["web"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f'"--workers", "{flag(shipped["web"], "--workers")}"' in dockerfile
+    worker = services["worker"]["command"]
+    assert flag(worker, "--concurrency") == flag(shipped["worker"], "--concurrency")
+    assert services["web"]["environment"]["DATABASE_POOL_MAX_SIZE"] == "10"
