@@ -760,7 +760,9 @@ def test_a_customer_update_loads_their_orders_page_by_page(
     assert_views_fresh("orders_search")
 
 
-def test_a_metrics_scrape_counts_rows_behind_only_up_to_a_cap(read_models, make_product, client):
+def test_a_metrics_scrape_counts_rows_behind_only_up_to_a_cap(
+    read_models, make_product, client, settings
+):
     """A scrape counts each segment's rows behind along the commit-order index and stops
     at a cap, so a segment far behind (a long outage, a new segment) does not make every
     scrape scan the outbox after its checkpoint. Operators' status keeps exact counts."""
@@ -777,6 +779,8 @@ def test_a_metrics_scrape_counts_rows_behind_only_up_to_a_cap(read_models, make_
     assert capped["products_search"].rows_behind == 10
     assert capped["products_search"].lag_seconds > 0
 
+    settings.METRICS_TOKEN = "scraper-token"
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer scraper-token"
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/metrics")
     assert response.status_code == 200

@@ -9,7 +9,7 @@ from readmodels import projectors
 from readmodels.models import ReconcileRun
 from readmodels.operations import reconcile
 from readmodels.stores import es, redis_store
-from tests.readside import fresh_docs, project_all, view_docs
+from tests.readside import fresh_docs, project_all, view_docs, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,11 +105,20 @@ def test_a_redis_that_lost_its_data_is_healed_by_the_next_run(shop_with_views):
         assert reconcile.reconcile(name).differences == 0
 
 
-def test_a_lost_index_is_created_again_and_refilled(shop_with_views):
+def test_a_lost_index_is_created_again_and_refilled(shop_with_views, settings):
+    # Projectors look for a lost index every 30 sweep intervals (and at once after a
+    # failed write); a short interval keeps the test to the behaviour, not the period.
+    settings.READMODELS = {**settings.READMODELS, "SWEEP_INTERVAL_SECONDS": 0.01}
     store = es.client()
     store.indices.delete(index=es.current_index("products_search"))
-    project_all()
-    assert view_docs("products_search") == fresh_docs("products_search")
+
+    def refilled():
+        project_all()
+        return es.current_index("products_search") is not None and (
+            view_docs("products_search") == fresh_docs("products_search")
+        )
+
+    wait_until(refilled, timeout=60, message="the lost index was not made again and refilled")
 
 
 @pytest.mark.parametrize("name", ["order_summary", "orders_search"])
