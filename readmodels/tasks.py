@@ -76,7 +76,15 @@ def _rerun_asked(name: str, segment: int, segments: int) -> bool:
         return False
 
 
-@shared_task(acks_late=True, ignore_result=True)
+# The pipeline's own tasks (project, wake, sweep) are acknowledged on receipt, not after
+# they run: the outbox and the sweep every second are the delivery guarantee, so a lost
+# message costs latency only, and a late acknowledgement after the broker went away
+# (Redis restarted mid-run) crashes the worker in kombu's Redis transport ("Unrecoverable
+# error: 'NoneType' object has no attribute 'hostname'"): the fault suite shows it.
+PIPELINE_TASK = {"acks_late": False, "ignore_result": True}
+
+
+@shared_task(**PIPELINE_TASK)
 def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
     """Project one segment until caught up, and again while others asked for it meanwhile.
 
@@ -121,7 +129,7 @@ def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
     return {"rows": rows, "complete": result.complete}
 
 
-@shared_task(ignore_result=True)
+@shared_task(**PIPELINE_TASK)
 def sweep() -> None:
     """Queue a run of every segment of every projector (the safety net for lost wake-ups).
 
@@ -194,7 +202,7 @@ def _run_lane(lane: str) -> int:
     return rows
 
 
-@shared_task(ignore_result=True)
+@shared_task(**PIPELINE_TASK)
 def wake(lane: str) -> None:
     """Project a lane's segments while commits keep coming, in batches that grow with load.
 
