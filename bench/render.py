@@ -132,8 +132,21 @@ def _run_cost(data: dict) -> str:
                            "load are what keeps it cheap.\n")
 
 
-RENDERERS = {"peer_comparison": _peer, "knee": _knee, "soak": _soak, "run_cost": _run_cost,
-             "drain_rebuild": _drain,
+def _session_reads(data: dict) -> str:
+    names = {"session": "session token (nothing sent)", "none": "opted out (`consistency=none`)"}
+    rows = [[names.get(mode, mode), m["wait_ms_p50"], m["wait_ms_p99"], m["read_ms_p50"],
+             m["read_ms_p99"], f"{m['order_not_shown']}/{m['reads']}"]
+            for mode, m in data.get("modes", {}).items()]
+    return _table(["read", "wait p50 (ms)", "wait p99 (ms)", "read p50 (ms)", "read p99 (ms)",
+                   "order not shown yet"], rows) + (
+        "\n\nA signed-in customer places an order and at once reads its summary (Redis), "
+        "over HTTP against `make run`'s stack (`bench/session_reads.py`). With the "
+        "session token the read waits for the customer's own order; opted out it answers "
+        "at once, mostly without it.\n")
+
+
+RENDERERS = {"session_reads": _session_reads, "peer_comparison": _peer, "knee": _knee,
+             "soak": _soak, "run_cost": _run_cost, "drain_rebuild": _drain,
              "read_strategies": _reads, "command_throughput": _commands, "projection_lag": _lag}
 
 TITLES = {
@@ -147,6 +160,7 @@ TITLES = {
             "peer's",
     "soak": "Soak: ten minutes at a steady rate",
     "run_cost": "What a projector run costs: fixed per run, and per row",
+    "session_reads": "Reading one's own write: with the session token and without",
 }
 
 

@@ -3,9 +3,9 @@
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--only A,B] [--reuse C,D]
 
 Names: command_throughput, projection_lag, peer_comparison, read_strategies,
-drain_rebuild, knee, soak, run_cost. Every server process is started with shop.devstack's own
-command lines (bench/stackproc.py), so the figures are those of the stack `make run`
-starts.
+drain_rebuild, knee, soak, run_cost, session_reads. Every server process is started
+with shop.devstack's own command lines (bench/stackproc.py; session_reads runs
+`shop.devstack run` itself), so the figures are those of the stack `make run` starts.
 
 Each benchmark script writes bench/results/<name>.json; this runs each `--repeats`
 times, takes the median of every number across the runs (same structure each run),
@@ -38,6 +38,7 @@ FULL = {
     "knee": ["--rates", "25,50,75,100,150,200", "--seconds", "20"],
     "soak": ["--rate", "50", "--seconds", "600"],
     "run_cost": ["--rows", "5000", "--small-runs", "300"],
+    "session_reads": ["--n", "200"],
 }
 # Run once whatever --repeats says: a ten-minute soak is its own repetition.
 ONCE = {"soak"}
@@ -50,6 +51,7 @@ QUICK = {
     "knee": ["--smoke"],
     "soak": ["--smoke"],
     "run_cost": ["--smoke"],
+    "session_reads": ["--n", "10"],
 }
 
 
