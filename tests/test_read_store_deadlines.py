@@ -91,6 +91,8 @@ def test_reads_and_the_stream_end_when_redis_never_answers(paid_order):
         # Commands still reach the real broker; only the read side's Redis is silent.
         CELERY_BROKER_URL_TEST=settings.CELERY_BROKER_URL,
         READMODELS_STORE_TIMEOUT_SECONDS="60",
+        # The shipped read allowance (the suite's default is longer: see settings_test).
+        READMODELS_READ_TIMEOUT_SECONDS="1",
     ) as port:
         client = Http(port, _token_for(customer))
         for max_wait_ms in (0, 2000):
@@ -111,6 +113,8 @@ def test_a_search_ends_when_elasticsearch_never_answers(paid_order):
     with silent_socket() as silent, uvicorn_server(
         ELASTICSEARCH_URL=f"http://{silent}",
         READMODELS_STORE_TIMEOUT_SECONDS="60",
+        # The shipped read allowance (the suite's default is longer: see settings_test).
+        READMODELS_READ_TIMEOUT_SECONDS="1",
     ) as port:
         client = Http(port)
         for query in ("q=Product", "q=Product&max_wait_ms=0"):
