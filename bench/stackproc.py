@@ -91,9 +91,13 @@ class Processes:
         self.running: list[subprocess.Popen] = []
 
     def start(self, command: list[str]) -> subprocess.Popen:
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
-        process.role = _role_of(command)
+        # BENCH_LOG_DIR keeps each role's output (warnings only) for a run one wants to explain.
+        role = _role_of(command)
+        log_dir = os.environ.get("BENCH_LOG_DIR")
+        output = open(Path(log_dir) / f"{role}.log", "ab") if log_dir else subprocess.DEVNULL
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process.role = role
         self.running.append(process)
         return process
 

@@ -9,6 +9,7 @@ lets only one through).
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import redis
@@ -45,15 +46,30 @@ def lane_segments(lane: str) -> list[tuple[str, int, int]]:
     ]
 
 
+def lanes() -> list[str]:
+    return sorted({lane_of(name, s) for name in projectors.PROJECTORS
+                   for s in range(config.segments(name))})
+
+
 def wake_flag(lane: str) -> str:
-    """Set while a lane's wake task is queued or running: commits meanwhile send none."""
+    """Set while a lane's wake task is queued or running: nobody queues another meanwhile."""
     return f"{config.namespace()}:wake:{lane}"
 
 
-# A wake task holds its lane's flag for this long, and renews it while it runs: a task
-# that died (or whose message was lost) silences its lane's wake-ups no longer than
-# this; the sweep covers the gap.
-WAKE_LEASE_SECONDS = 5
+def wake_lease() -> int:
+    """How long a lane's flag outlives its task's last sign of life.
+
+    The running task renews it before each of its read models' slices, so it must
+    outlast one batch on a slow store (the store timeout): a busy task is never taken for
+    a dead one. A task that died (or whose message was lost) holds its lane no longer
+    than this; then the sweep queues a new one.
+    """
+    return math.ceil(config.store_timeout()) + 2
+
+
+# A lane's read models take turns in slices of about this long (one batch at least), so
+# that a read model with a backlog on a slow store does not hold its neighbours back.
+LANE_SLICE_SECONDS = 0.25
 
 
 def rerun_flag(name: str, segment: int, segments: int) -> str:
@@ -84,85 +100,80 @@ def _rerun_asked(name: str, segment: int, segments: int) -> bool:
 PIPELINE_TASK = {"acks_late": False, "ignore_result": True}
 
 
+def _run(name: str, segment: int, segments: int,
+         time_budget: float | None = None) -> runner.RunResult | None:
+    """One run of a segment; None when it failed and will be retried.
+
+    The checkpoint stays where it was; for a store's failure the runner has recorded it
+    and set a backoff, and the sweep retries after it. PostgreSQL down or restarting:
+    nothing moved, and the next run opens a fresh connection.
+    """
+    try:
+        return runner.run_segment(projectors.get(name), segment, segments,
+                                  time_budget=time_budget)
+    except (StoreUnavailable, runner.RetryLater) as exc:
+        logger.warning("projector %s[%s] will retry: %s", name, segment, exc)
+    except DatabaseError as exc:
+        logger.warning("projector %s[%s] cannot reach PostgreSQL: %s", name, segment, exc)
+        connection.close()
+    return None
+
+
 @shared_task(**PIPELINE_TASK)
 def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
     """Project one segment until caught up, and again while others asked for it meanwhile.
 
-    A wake-up that finds the segment locked does not queue retries: it asks the holder to
+    A run that finds the segment locked does not queue retries: it asks the holder to
     run again (a Redis flag) and tries the lock once more. The holder looks for the flag
     after it has released the lock, so either it sees the request or the lock was free
     for the second try: a row committed while a run was in progress is never left for
     the sweep, and under load one task keeps projecting instead of many tasks colliding.
     """
-    projector = projectors.get(name)
     segments = segments or config.segments(name)
     deadline = time.monotonic() + config.run_time_budget()
     rows, asked = 0, False
-    try:
-        while True:
-            result = runner.run_segment(projector, segment, segments)
-            rows += result.rows
-            if result.locked_out:
-                if asked or not _ask_holder_to_run_again(name, segment, segments):
-                    break  # the holder will see the request after releasing the lock
-                asked = True
-                continue
-            if result.backing_off:
-                break  # the sweep retries after the backoff
-            more = not result.complete or _rerun_asked(name, segment, segments)
-            if not more:
-                break
-            if time.monotonic() > deadline:
-                # Leave the worker thread to other tasks; carry on in a new task.
-                project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
-                break
-    except (StoreUnavailable, runner.RetryLater) as exc:
-        # The checkpoint stays; the runner has set a backoff, and the sweep retries.
-        logger.warning("projector %s[%s] will retry: %s", name, segment, exc)
-        return {"retry": True}
-    except DatabaseError as exc:
-        # PostgreSQL is down or restarting: nothing moved; the sweep tries again, on a
-        # fresh connection.
-        logger.warning("projector %s[%s] cannot reach PostgreSQL: %s", name, segment, exc)
-        connection.close()
-        return {"retry": True}
+    while True:
+        result = _run(name, segment, segments)
+        if result is None:
+            return {"retry": True}
+        rows += result.rows
+        if result.locked_out:
+            if asked or not _ask_holder_to_run_again(name, segment, segments):
+                break  # the holder will see the request after releasing the lock
+            asked = True
+            continue
+        if result.backing_off:
+            break  # the sweep retries after the backoff
+        if result.complete and not _rerun_asked(name, segment, segments):
+            break
+        if time.monotonic() > deadline:
+            # Leave the worker process to other tasks; carry on in a new task.
+            project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
+            break
     return {"rows": rows, "complete": result.complete}
 
 
 @shared_task(**PIPELINE_TASK)
 def sweep() -> None:
-    """Queue a run of every segment of every projector (the safety net for lost wake-ups).
+    """Queue a wake task for every lane that has none queued or running.
 
-    Except the lanes a wake task is projecting right now (it renewed its flag within
-    the last two sweep intervals): that task finds their rows on its next pass, and a
-    sweep's run of a slow store beside it would only hold a worker process that another
-    lane's wake-up is waiting for.
+    The safety net for lost wake-ups, for tasks that died, and for rows that waited out a
+    store's backoff. A lane whose task is running (it renews the flag) gets nothing: a
+    second task beside it would only hold a worker process that another lane needs, and
+    with one process per lane, a slow Elasticsearch would then hold the Redis views back.
     """
-    busy = _lanes_running()
-    for name in projectors.PROJECTORS:
-        segments = config.segments(name)
-        for segment in range(segments):
-            if lane_of(name, segment) not in busy:
-                project.apply_async((name, segment, segments), expires=TASK_EXPIRES_SECONDS)
-
-
-_RUNNING = "running:"
-
-
-def _lanes_running() -> set[str]:
-    lanes = sorted({lane_of(name, s) for name in projectors.PROJECTORS
-                    for s in range(config.segments(name))})
+    all_lanes = lanes()
     try:
-        values = redis_store.client().mget([wake_flag(lane) for lane in lanes])
+        pipe = redis_store.client().pipeline(transaction=False)
+        for lane in all_lanes:
+            pipe.set(wake_flag(lane), 1, nx=True, ex=wake_lease())
+        flagged = pipe.execute()
     except redis_store.CONNECTION_ERRORS:
-        return set()
-    fresh_after = time.time() - 2 * config.sweep_interval()
-    running = set()
-    for lane, value in zip(lanes, values, strict=True):
-        text = value.decode() if value else ""
-        if text.startswith(_RUNNING) and float(text[len(_RUNNING):]) > fresh_after:
-            running.add(lane)
-    return running
+        flagged = [True] * len(all_lanes)  # no flags without Redis: every lane, each time
+    for lane, newly in zip(all_lanes, flagged, strict=True):
+        if newly:
+            # Worthless once its flag has lapsed: by then a newer sweep has queued another.
+            wake.apply_async((lane,), expires=wake_lease())
 
 
 def wake_best_effort(aggregate_types, position=None) -> None:
@@ -177,15 +188,15 @@ def wake_best_effort(aggregate_types, position=None) -> None:
     """
     try:
         consumers = projectors.consuming(aggregate_types)
-        lanes = sorted({lane_of(p.name, s) for p in consumers
+        woken = sorted({lane_of(p.name, s) for p in consumers
                         for s in range(config.segments(p.name))})
         pipe = redis_store.client().pipeline(transaction=False)
         if position is not None:
             progress.note_commit(pipe, [p.name for p in consumers], position)
-        for lane in lanes:
-            pipe.set(wake_flag(lane), 1, nx=True, ex=WAKE_LEASE_SECONDS)
-        flagged = pipe.execute()[-len(lanes):] if lanes else []
-        for lane, newly in zip(lanes, flagged, strict=True):
+        for lane in woken:
+            pipe.set(wake_flag(lane), 1, nx=True, ex=wake_lease())
+        flagged = pipe.execute()[-len(woken):] if woken else []
+        for lane, newly in zip(woken, flagged, strict=True):
             if newly:
                 # No expiry: the flag now tells every other commit that this task will
                 # come; a late run finds nothing to do and costs little.
@@ -194,66 +205,99 @@ def wake_best_effort(aggregate_types, position=None) -> None:
         logger.warning("could not wake projectors (the sweep will catch up): %s", exc)
 
 
-def _run_lane(lane: str) -> int:
-    """Bring every segment of the lane up to date once; return the rows projected."""
-    rows = 0
+class _Lease:
+    """A lane's flag, kept alive while its task works (see wake_lease)."""
+
+    def __init__(self, client, flag: str):
+        self.client, self.flag, self.renewed = client, flag, float("-inf")
+
+    def renew(self) -> None:
+        if time.monotonic() - self.renewed < wake_lease() / 4:
+            return
+        try:
+            # xx: never set it again once the task has cleared it (see wake).
+            self.client.set(self.flag, 1, ex=wake_lease(), xx=True)
+        except redis_store.CONNECTION_ERRORS:
+            pass  # without Redis there are no flags to honour
+        self.renewed = time.monotonic()
+
+
+def _slice(name: str, segment: int, segments: int) -> tuple[int, bool]:
+    """A slice of a segment's work: the rows it projected, and whether more are waiting."""
+    result = _run(name, segment, segments, time_budget=LANE_SLICE_SECONDS)
+    if result is None or result.backing_off:
+        return 0, False  # the sweep retries after the backoff
+    if result.locked_out:
+        # Another run holds it (a direct run, a rebuild's catch-up): it runs again for
+        # us, and the wake's last look tries the lock once more.
+        _ask_holder_to_run_again(name, segment, segments)
+        return 0, False
+    return result.rows, not result.complete or _rerun_asked(name, segment, segments)
+
+
+def _run_lane(lane: str, lease: _Lease) -> tuple[int, bool]:
+    """A slice of every segment of the lane, in turn: rows projected, and whether more wait."""
+    rows, more = 0, False
     for name, segment, segments in lane_segments(lane):
-        rows += project(name, segment, segments).get("rows", 0)
-    return rows
+        lease.renew()
+        projected, waiting = _slice(name, segment, segments)
+        rows, more = rows + projected, more or waiting
+    return rows, more
 
 
 @shared_task(**PIPELINE_TASK)
 def wake(lane: str) -> None:
     """Project a lane's segments while commits keep coming, in batches that grow with load.
 
-    The lane's wake flag stays set while this runs, so commits meanwhile send no
-    message: this task finds their rows on its next pass. Between passes that found
-    rows it waits a few milliseconds (MICRO_BATCH_LINGER_MS, well inside the lag SLO)
-    so that the next pass carries the commits of that time in one batch, instead of
-    paying a run's fixed cost for each tiny batch. When a pass finds nothing it clears
-    the flag and looks once more: a commit before the clear is found by that look, a
-    commit after it sets the flag again and queues a new task; none is left behind.
+    The lane's flag stays set while this runs, so commits meanwhile send no message and
+    the sweep sends no second task: this one finds their rows on its next pass. Between
+    passes that caught up it waits a few milliseconds (MICRO_BATCH_LINGER_MS, well inside
+    the lag SLO), or as long as the pass took if that is longer, so that the next pass
+    carries the commits of that time in one batch, instead of paying a run's fixed cost
+    for each tiny batch; a pass that left rows waiting goes on at once. When a pass finds
+    nothing it clears the flag and looks once more: a commit before the clear is found
+    by that look, a commit after it sets the flag again and queues a new task; none is
+    left behind.
     """
     client = redis_store.client()
     flag = wake_flag(lane)
+    lease = _Lease(client, flag)
     linger = config.micro_batch_linger()
     deadline = time.monotonic() + config.run_time_budget()
-    renew_every = config.sweep_interval() / 2
-    _renew(client, flag)
-    renewed = time.monotonic()
     while True:
-        if _run_lane(lane):
+        started = time.monotonic()
+        rows, more = _run_lane(lane, lease)
+        spent = time.monotonic() - started
+        if rows or more:
             if time.monotonic() > deadline:
                 # Leave the worker process to other tasks; carry on in a new task (the
                 # flag stays set, so commits meanwhile send none).
-                _renew(client, flag)
+                try:
+                    client.set(flag, 1, ex=wake_lease())
+                except redis_store.CONNECTION_ERRORS:
+                    pass
                 wake.apply_async((lane,))
                 return
-            if time.monotonic() - renewed > renew_every:
-                _renew(client, flag)
-                renewed = time.monotonic()
-            time.sleep(linger)  # micro-batching: let the next pass's batch fill up
+            if not more:
+                # Micro-batching: let the next pass's batch fill up, for at least as long
+                # as this pass took. A store whose write costs grow (an Elasticsearch
+                # refresh grows with the index on the dev server, and every refresh is a
+                # new segment on a real one) then spends at most half its time on this
+                # lane's writes, in batches that grow with the cost, instead of
+                # refreshing back to back until the lag grows without bound.
+                time.sleep(max(linger, spent))
             continue
         try:
             client.delete(flag)
         except redis_store.CONNECTION_ERRORS:
             return  # without Redis there are no flags to honour; the sweep carries on
-        if not _run_lane(lane):
+        if not any(_run_lane(lane, lease)):
             return
         try:
-            if not client.set(flag, f"{_RUNNING}{time.time()}", nx=True,
-                              ex=WAKE_LEASE_SECONDS):
+            if not client.set(flag, 1, nx=True, ex=wake_lease()):
                 return  # a newer wake-up has queued a task of its own
         except redis_store.CONNECTION_ERRORS:
             return
-
-
-def _renew(client, flag: str) -> None:
-    """Hold the lane's flag, marked as projected right now (see sweep)."""
-    try:
-        client.set(flag, f"{_RUNNING}{time.time()}", ex=WAKE_LEASE_SECONDS)
-    except redis_store.CONNECTION_ERRORS:
-        pass
 
 
 @shared_task(ignore_result=True)

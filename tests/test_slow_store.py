@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
@@ -20,10 +21,11 @@ import pytest
 
 from orders import commands
 from orders.outbox import Position, high_water_mark
-from readmodels import projectors
+from readmodels import projectors, tasks
 from readmodels.models import Checkpoint
 from readmodels.pipeline import runner
 from readmodels.stores import StoreUnavailable
+from tests.processes import celery_worker_process
 from tests.readside import (
     assert_views_fresh,
     checkpoint_position,
@@ -48,6 +50,7 @@ class LateAnswers:
         self.hold = 0
         self.answered_too_late = 0  # held answers whose client had hung up
         self.threads: list[threading.Thread] = []
+        self.sockets: list[socket.socket] = []
         self.closed = False
         self._spawn(self._accept)
 
@@ -71,6 +74,7 @@ class LateAnswers:
             except OSError:
                 return
             server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
             state = {"held": False}
             self._spawn(self._requests, client, server, state)
             self._spawn(self._answers, server, client, state)
@@ -105,8 +109,14 @@ class LateAnswers:
             pass
 
     def close(self) -> None:
+        """Stop, and cut every connection: a client waiting for a held answer fails now."""
         self.closed = True
         self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 @contextmanager
@@ -193,3 +203,53 @@ def test_a_store_that_keeps_answering_too_late_is_backed_off_after_a_few_attempt
     settings.ELASTICSEARCH_URL, settings.READMODELS = real_url, real_conf
     project_all()
     assert_views_fresh(VIEW)
+
+
+def test_a_write_stuck_in_elasticsearch_holds_no_redis_view_back(
+    read_models, settings, make_customer, make_product
+):
+    """The shipped worker has two processes, one per store's lane. While a bulk write
+    hangs in Elasticsearch (its answer held back), the sweep, every half second as beat
+    sends it, must not give the Elasticsearch lane the other process too: the Redis
+    views keep projecting new orders."""
+    product = make_product(stock=1000)
+    customers = [make_customer(balance_cents=100_000) for _ in range(4)]
+    project_all()
+
+    def place(customer):
+        commands.place_order(customer_id=customer.pk, lines=[commands.LineRequest(product.pk, 1)])
+
+    with late_answers(settings.ELASTICSEARCH_URL) as proxy, celery_worker_process(
+        "two", concurrency=2, ELASTICSEARCH_URL=proxy.url,
+        # Longer than the test waits: the write stays stuck for all of it.
+        READMODELS_STORE_TIMEOUT_SECONDS="300",
+    ) as worker:
+        proxy.hold_next_bulk_writes(10**6)
+        place(customers[0])
+        wait_until(lambda: proxy.hold < 10**6, timeout=60,
+                   message="no bulk write reached Elasticsearch")
+        # The write stays stuck for longer than the sweep takes a lane's task for dead
+        # when it has not heard from it (two intervals); beat keeps sweeping meanwhile.
+        stuck_for = 3 * settings.READMODELS["SWEEP_INTERVAL_SECONDS"]
+        stuck_until = time.monotonic() + stuck_for
+        while time.monotonic() < stuck_until:
+            tasks.sweep.delay()
+            time.sleep(0.5)  # beat's cadence (twice as often), for the length of the fault
+        for customer in customers[1:]:
+            place(customer)
+        target = newest_committed()
+        _wait_until_readable(target)
+
+        def redis_views_caught_up():
+            assert worker.alive(), worker.log()[-3000:]
+            tasks.sweep.delay()  # what beat does (every second; here twice as often)
+            return all(checkpoint_position(v).covers(target)
+                       for v in ("order_summary", "customer_dashboard"))
+
+        wait_until(redis_views_caught_up, timeout=60, interval=0.5,
+                   message="a stuck Elasticsearch write held the Redis views back")
+        # The Elasticsearch write was still stuck all the while (no answer came back).
+        assert proxy.hold <= 10**6 - 1
+        assert not checkpoint_position(VIEW).covers(target)
+    project_all()
+    assert_views_fresh()

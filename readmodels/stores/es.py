@@ -160,7 +160,7 @@ class BulkResult:
 def bulk_write(
     model: str, docs: list[Doc], index: str | None = None, *, refresh: bool = True
 ) -> BulkResult:
-    """Index documents with external versioning, then refresh so they are searchable.
+    """Index documents with external versioning, searchable when the request returns.
 
     `refresh=False` leaves the refresh to the caller (`refresh()`), who writes many
     small bulks in a row and needs them searchable only once they are all written.
@@ -194,6 +194,9 @@ def bulk_write(
             raise_on_exception=True,
             chunk_size=1000,
             require_alias=index is None,
+            # Searchable, not only stored, before anyone's checkpoint passes these rows:
+            # refreshed by the bulk request itself, not by a second round trip.
+            **({"refresh": "true"} if refresh else {}),
         ):
             result = item.get("index", {})
             if ok:
@@ -209,9 +212,6 @@ def bulk_write(
                 )
             else:
                 failed[str(result.get("_id"))] = str(result.get("error"))
-        # Searchable, not only stored, before anyone's checkpoint passes these rows.
-        if refresh:
-            es.indices.refresh(index=target)
     except CONNECTION_ERRORS as exc:
         raise unavailable(exc) from exc
     except ApiError as exc:
