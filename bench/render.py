@@ -187,7 +187,7 @@ def _targets(results: dict) -> str:
                      _verdict(worst >= 0.6)])
     knee = results.get("knee", {}).get("knee")
     if knee:
-        rows.append(["ours sustains ≥ 3× the peer's rate (the knee, same run)",
+        rows.append(["ours sustains ≥ 3× the peer's rate (the knee, same bench run, each alone)",
                      f"ours {knee['ours']}/s, peer {knee['peer']}/s",
                      _verdict(knee["ratio"] is not None and knee["ratio"] >= 3)])
     soak = results.get("soak", {}).get("summary")

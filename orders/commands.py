@@ -383,7 +383,7 @@ def place_order(*, customer_id: int, lines: list[LineRequest]) -> Committed[Orde
         products[pid].stock, products[pid].version = stock, version
 
     order = Order.objects.create(customer_id=customer_id, total_cents=total)
-    OrderLine.objects.bulk_create(
+    created = OrderLine.objects.bulk_create(
         [
             OrderLine(
                 order=order,
@@ -396,6 +396,12 @@ def place_order(*, customer_id: int, lines: list[LineRequest]) -> Committed[Orde
             for pid, quantity in quantities.items()
         ]
     )
+    # The new order as a read of it would load it (lines by id, no payments yet), as
+    # Django's prefetch_related stores it: answering the command costs no second round
+    # of queries.
+    lines = order.lines.all()
+    lines._result_cache, lines._prefetch_done = sorted(created, key=lambda line: line.pk), True
+    order._prefetched_objects_cache = {"lines": lines, "payments": order.payments.none()}
     changes = [
         _order_change(
             order,

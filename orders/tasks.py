@@ -8,3 +8,11 @@ from orders import idempotency
 @shared_task
 def purge_idempotency_keys() -> int:
     return idempotency.purge_expired()
+
+
+@shared_task
+def purge_expired_api_tokens() -> int:
+    """Expired API tokens (requests refuse them already; see shop.auth)."""
+    from shop.api_tokens import purge_expired_tokens
+
+    return purge_expired_tokens()

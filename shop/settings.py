@@ -187,7 +187,7 @@ WEB_RETRY_AFTER_SECONDS = env.get_int("WEB_RETRY_AFTER_SECONDS", 1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "shop.api_tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -373,6 +373,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "purge-outbox": {"task": "readmodels.tasks.purge_outbox", "schedule": 3600.0},
     "reconcile-read-models": {"task": "readmodels.tasks.reconcile_all", "schedule": 86400.0},
+    "purge-expired-api-tokens": {"task": "orders.tasks.purge_expired_api_tokens", "schedule": 3600.0},
     "purge-idempotency-keys": {
         "task": "orders.tasks.purge_idempotency_keys",
         "schedule": 3600.0,

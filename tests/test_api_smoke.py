@@ -48,3 +48,18 @@ def test_order_lifecycle_over_http(staff_client, client_for, make_product):
     again = customer_client.post(f"/api/orders/{order_id}/pay")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "invalid_transition"
+
+
+def test_a_placed_order_answers_what_a_read_of_it_shows(client_for, make_customer, make_product):
+    """The command's answer is built from what it wrote (no second read of the order):
+    it must be the very body a strong read gives, lines in the same order."""
+    customer = make_customer(balance_cents=10_000)
+    first, second = make_product(price_cents=250, stock=5), make_product(price_cents=99, stock=5)
+    client = client_for(customer.user)
+    placed = client.post("/api/orders", {"lines": [
+        {"product_id": second.pk, "quantity": 1}, {"product_id": first.pk, "quantity": 2},
+    ]}, format="json")
+    assert placed.status_code == 201, placed.content
+    assert len(placed.json()["lines"]) == 2 and placed.json()["payments"] == []
+    read = client.get(f"/api/orders/{placed.data['id']}")
+    assert placed.json() == read.json()

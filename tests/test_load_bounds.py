@@ -274,16 +274,18 @@ def test_over_the_admission_limit_answers_overloaded_and_a_retry_runs_once(
         with ThreadPoolExecutor(max_workers=2) as pool:
             with customer_row_locked(customer.pk):
                 first = pool.submit(mine.call, "POST", top_up, {"amount_cents": 500}, key)
-                wait_until(lambda: pg.lock_waiters() == 1, timeout=60,
+                wait_until(lambda: pg.lock_waiters() == 1 or first.done(), timeout=60,
                            message="the command did not wait for the row lock")
+                assert not first.done(), f"the command did not wait: {first.result()}"
                 # One request in flight: reads are refused first, commands still run.
                 read = others.call("GET", f"/api/customers/{other.pk}")
                 command = others.call("POST", f"/api/customers/{other.pk}/top-ups",
                                       {"amount_cents": 1})
                 # A second command of the same customer now waits too: the server is full.
                 second = pool.submit(mine.call, "POST", top_up, {"amount_cents": 7})
-                wait_until(lambda: pg.lock_waiters() == 2, timeout=60,
+                wait_until(lambda: pg.lock_waiters() == 2 or second.done(), timeout=60,
                            message="the second command did not wait for the row lock")
+                assert not second.done(), f"the second command did not wait: {second.result()}"
                 # The client's retry of the first command while both are in flight.
                 retry_refused = mine.call("POST", top_up, {"amount_cents": 500}, key)
             first, second = first.result(timeout=120), second.result(timeout=120)

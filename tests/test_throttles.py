@@ -242,6 +242,29 @@ def test_an_expired_token_is_refused(token_server, make_product):
     assert refused.code == "authentication_failed"
 
 
+def test_a_request_loads_only_its_own_token_and_the_purge_removes_expired_ones(
+    token_server, make_product
+):
+    """knox would load all of a user's tokens on every request; ours loads the one
+    presented, and expired tokens go in the hourly purge."""
+    from orders.tasks import purge_expired_api_tokens
+
+    gail = user("gail")
+    _, token = AuthToken.objects.create(user=gail)
+    AuthToken.objects.bulk_create([  # expired logins of the same user, never presented
+        AuthToken(user=gail, digest=f"{n:0128x}", token_key=f"{n:015x}"[:15],
+                  expiry=timezone.now() - timedelta(seconds=1))
+        for n in range(3)
+    ])
+    assert call(token_server, "GET", f"/api/products/{make_product().pk}",
+                headers={"Authorization": f"Token {token}"}).status == 200
+    assert AuthToken.objects.filter(user=gail).count() == 4  # a request touched none
+    assert purge_expired_api_tokens() == 3
+    assert AuthToken.objects.filter(user=gail).count() == 1
+    assert call(token_server, "GET", f"/api/products/{make_product().pk}",
+                headers={"Authorization": f"Token {token}"}).status == 200
+
+
 def test_login_takes_a_form_post_too(token_server):
     user("gina")
     answer = call(token_server, "POST", "/api/auth/token",

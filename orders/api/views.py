@@ -252,7 +252,7 @@ class OrderCreateView(CommandView):
             customer_id=customer_id,
             lines=[commands.LineRequest(**line) for line in data.validated_data["lines"]],
         )
-        return self.committed_response(result, _order_body(result.value.pk))
+        return self.committed_response(result, s.OrderOut(result.value).data)
 
 
 class OrderDetailView(StrongReadView):
