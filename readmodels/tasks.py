@@ -198,9 +198,11 @@ def wake_best_effort(aggregate_types, position=None) -> None:
         flagged = pipe.execute()[-len(woken):] if woken else []
         for lane, newly in zip(woken, flagged, strict=True):
             if newly:
-                # No expiry: the flag now tells every other commit that this task will
-                # come; a late run finds nothing to do and costs little.
-                wake.apply_async((lane,), retry=False)
+                # The flag now tells every other commit that this task will come. It
+                # expires with the flag's lease: by then a newer commit or sweep has
+                # queued another, and an old message run beside that one (a worker back
+                # after an outage) would only take a second process for the same lane.
+                wake.apply_async((lane,), retry=False, expires=wake_lease())
     except Exception as exc:  # noqa: BLE001 - the command has committed; only log
         logger.warning("could not wake projectors (the sweep will catch up): %s", exc)
 
@@ -252,7 +254,7 @@ def wake(lane: str) -> None:
     The lane's flag stays set while this runs, so commits meanwhile send no message and
     the sweep sends no second task: this one finds their rows on its next pass. Between
     passes that caught up it waits a few milliseconds (MICRO_BATCH_LINGER_MS, well inside
-    the lag SLO), or as long as the pass took if that is longer, so that the next pass
+    the lag SLO; on Elasticsearch as long as the pass took, if longer), so that the next pass
     carries the commits of that time in one batch, instead of paying a run's fixed cost
     for each tiny batch; a pass that left rows waiting goes on at once. When a pass finds
     nothing it clears the flag and looks once more: a commit before the clear is found
@@ -263,6 +265,7 @@ def wake(lane: str) -> None:
     flag = wake_flag(lane)
     lease = _Lease(client, flag)
     linger = config.micro_batch_linger()
+    proportional = lane.startswith("elasticsearch.")
     deadline = time.monotonic() + config.run_time_budget()
     while True:
         started = time.monotonic()
@@ -276,16 +279,17 @@ def wake(lane: str) -> None:
                     client.set(flag, 1, ex=wake_lease())
                 except redis_store.CONNECTION_ERRORS:
                     pass
-                wake.apply_async((lane,))
+                wake.apply_async((lane,), expires=wake_lease())
                 return
             if not more:
-                # Micro-batching: let the next pass's batch fill up, for at least as long
-                # as this pass took. A store whose write costs grow (an Elasticsearch
-                # refresh grows with the index on the dev server, and every refresh is a
-                # new segment on a real one) then spends at most half its time on this
-                # lane's writes, in batches that grow with the cost, instead of
-                # refreshing back to back until the lag grows without bound.
-                time.sleep(max(linger, spent))
+                # Micro-batching: let the next pass's batch fill up. On Elasticsearch for
+                # at least as long as this pass took: a refresh's cost grows with the
+                # index on the dev server (and every refresh is a new segment on a real
+                # one), so the lane spends at most half its time refreshing, in batches
+                # that grow with the cost, instead of refreshing back to back until the
+                # lag grows without bound. Redis writes cost the same at any size: there
+                # a longer pass means a busy CPU, and waiting longer would only add lag.
+                time.sleep(max(linger, spent) if proportional else linger)
             continue
         try:
             client.delete(flag)
