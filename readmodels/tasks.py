@@ -254,12 +254,12 @@ def wake(lane: str) -> None:
     The lane's flag stays set while this runs, so commits meanwhile send no message and
     the sweep sends no second task: this one finds their rows on its next pass. Between
     passes that caught up it waits a few milliseconds (MICRO_BATCH_LINGER_MS, well inside
-    the lag SLO; on Elasticsearch as long as the pass took, if longer), so that the next pass
-    carries the commits of that time in one batch, instead of paying a run's fixed cost
-    for each tiny batch; a pass that left rows waiting goes on at once. When a pass finds
-    nothing it clears the flag and looks once more: a commit before the clear is found
-    by that look, a commit after it sets the flag again and queues a new task; none is
-    left behind.
+    the lag SLO; on Elasticsearch as long as the pass took, if longer, up to a second),
+    so that the next pass carries the commits of that time in one batch, instead of
+    paying a run's fixed cost for each tiny batch; a pass that left rows waiting goes on
+    at once. When a pass finds nothing it clears the flag and looks once more: a commit
+    before the clear is found by that look, a commit after it sets the flag again and
+    queues a new task; none is left behind.
     """
     client = redis_store.client()
     flag = wake_flag(lane)
@@ -289,7 +289,8 @@ def wake(lane: str) -> None:
                 # that grow with the cost, instead of refreshing back to back until the
                 # lag grows without bound. Redis writes cost the same at any size: there
                 # a longer pass means a busy CPU, and waiting longer would only add lag.
-                time.sleep(max(linger, spent) if proportional else linger)
+                # At most a second: Elasticsearch's own default refresh interval.
+                time.sleep(min(max(linger, spent), 1.0) if proportional else linger)
             continue
         try:
             client.delete(flag)
