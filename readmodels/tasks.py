@@ -198,11 +198,11 @@ def wake_best_effort(aggregate_types, position=None) -> None:
         flagged = pipe.execute()[-len(woken):] if woken else []
         for lane, newly in zip(woken, flagged, strict=True):
             if newly:
-                # The flag now tells every other commit that this task will come. It
-                # expires with the flag's lease: by then a newer commit or sweep has
-                # queued another, and an old message run beside that one (a worker back
-                # after an outage) would only take a second process for the same lane.
-                wake.apply_async((lane,), retry=False, expires=wake_lease())
+                # No expiry: the flag now tells every other commit that this task will
+                # come, and a worker with a backlog longer than the flag's lease (a busy
+                # queue) must still run it; a late run finds nothing to do and costs
+                # little. Only the sweep's messages expire (a newer sweep sends another).
+                wake.apply_async((lane,), retry=False)
     except Exception as exc:  # noqa: BLE001 - the command has committed; only log
         logger.warning("could not wake projectors (the sweep will catch up): %s", exc)
 
@@ -279,7 +279,7 @@ def wake(lane: str) -> None:
                     client.set(flag, 1, ex=wake_lease())
                 except redis_store.CONNECTION_ERRORS:
                     pass
-                wake.apply_async((lane,), expires=wake_lease())
+                wake.apply_async((lane,))
                 return
             if not more:
                 # Micro-batching: let the next pass's batch fill up. On Elasticsearch for
