@@ -1,6 +1,6 @@
 """The knee: the highest offered rate at which the views still keep their promise, ours and the peer's.
 
-    .venv/bin/python bench/knee.py [--rates 25,50,75,100,150,200] [--seconds 20] [--smoke]
+    .venv/bin/python bench/knee.py [--rates 10,15,20,25,50,75,100] [--seconds 20] [--smoke]
 
 The shipped stack (shop.devstack's command lines: uvicorn with its workers, the Celery
 worker with its concurrency, beat) runs each system alone: ours (our projectors), then
@@ -113,7 +113,7 @@ def step(system: str, rate: int, seconds: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rates", default="25,50,75,100,150,200")
+    parser.add_argument("--rates", default="10,15,20,25,50,75,100")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--smoke", action="store_true", help="tiny durations: does it work?")
     args = parser.parse_args()

@@ -35,7 +35,7 @@ FULL = {
     "peer_comparison": [],
     "read_strategies": ["--sizes", "10000,100000", "--reads", "1000", "--token-reads", "200"],
     "drain_rebuild": ["--sizes", "10000,100000", "--segments", "1,2,4"],
-    "knee": ["--rates", "25,50,75,100,150,200", "--seconds", "20"],
+    "knee": ["--rates", "10,15,20,25,50,75,100", "--seconds", "20"],
     "soak": ["--rate", "50", "--seconds", "600"],
     "run_cost": ["--rows", "5000", "--small-runs", "300"],
     "session_reads": ["--n", "200"],
