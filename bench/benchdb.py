@@ -140,6 +140,23 @@ def bulk_shop(*, customers: int, products: int, orders: int, lines_per_order: in
             )
 
 
+def fresh_shop(customers: int) -> tuple[list[int], list[int]]:
+    """Empty tables and views, then `customers` customers and 200 products: their ids in
+    order, for an open-loop load that places each order for a fresh customer."""
+    from django.db import connection
+
+    truncate()
+    reset_views()
+    bulk_shop(customers=customers, products=200, orders=0, outbox=False)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM orders_customer ORDER BY id")
+        customer_ids = [r[0] for r in cursor.fetchall()]
+        cursor.execute("SELECT id FROM orders_product ORDER BY id")
+        product_ids = [r[0] for r in cursor.fetchall()]
+        cursor.execute("ANALYZE")
+    return customer_ids, product_ids
+
+
 def machine() -> dict:
     cpu = "unknown"
     try:

@@ -69,19 +69,10 @@ def step(system: str, rate: int, seconds: float) -> dict:
     import peer_comparison
     import projection_lag
     import redis
-    from django.db import connection
     from stackproc import Processes, staff_token
 
-    benchdb.truncate()
-    benchdb.reset_views()
-    peer_comparison.reset_peer_index()
-    benchdb.bulk_shop(customers=int(rate * seconds), products=200, orders=0, outbox=False)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM orders_customer ORDER BY id")
-        customers = [r[0] for r in cursor.fetchall()]
-        cursor.execute("SELECT id FROM orders_product ORDER BY id")
-        products = [r[0] for r in cursor.fetchall()]
-        cursor.execute("ANALYZE")
+    customers, products = benchdb.fresh_shop(int(rate * seconds))
+    peer_comparison.reset_peer_index()  # after fresh_shop: it drops the namespace's indices
     token = staff_token()
     spec = SYSTEMS[system]
     watchers = {"order_summary": projection_lag.redis_watcher,

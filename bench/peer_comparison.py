@@ -434,7 +434,6 @@ def run(args, broker: Broker) -> int:
     benchdb.setup(DATABASE, NAMESPACE, DJANGO_SETTINGS_MODULE="peer.settings",
                   CELERY_BROKER_URL=broker.url,
                   PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
-    from django.db import connection
 
     report = {"machine": benchdb.machine(), "notes": {
         "elasticsearch": ES_NOTE, "peer": PROCESSOR_NOTE,
@@ -443,17 +442,9 @@ def run(args, broker: Broker) -> int:
         "lag": {}, "scenarios": {}}
 
     def fresh_shop(customers: int):
-        benchdb.truncate()
-        benchdb.reset_views()
-        reset_peer_index()
-        benchdb.bulk_shop(customers=customers, products=200, orders=0, outbox=False)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT id FROM orders_customer ORDER BY id")
-            customer_ids = [r[0] for r in cursor.fetchall()]
-            cursor.execute("SELECT id FROM orders_product ORDER BY id")
-            product_ids = [r[0] for r in cursor.fetchall()]
-            cursor.execute("ANALYZE")
-        return customer_ids, product_ids
+        ids = benchdb.fresh_shop(customers)
+        reset_peer_index()  # after fresh_shop: it drops the namespace's indices
+        return ids
 
     def show(label: str, result: dict) -> None:
         print(f"  {label}: {json.dumps(result)}", flush=True)

@@ -199,21 +199,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     benchdb.setup(DATABASE, NAMESPACE, CELERY_BROKER_URL=BROKER)
-    from django.db import connection
     from stackproc import Processes, staff_token
 
     report = {"machine": benchdb.machine(), "rates": {}}
     for rate in [int(r) for r in args.rates.split(",")]:
-        benchdb.truncate()
-        benchdb.reset_views()
-        count = int(rate * args.seconds)
-        benchdb.bulk_shop(customers=count, products=200, orders=0, outbox=False)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT id FROM orders_customer ORDER BY id")
-            customers = [r[0] for r in cursor.fetchall()]
-            cursor.execute("SELECT id FROM orders_product ORDER BY id")
-            products = [r[0] for r in cursor.fetchall()]
-            cursor.execute("ANALYZE")
+        customers, products = benchdb.fresh_shop(int(rate * args.seconds))
         token = staff_token()
         processes = Processes({"CELERY_BROKER_URL": BROKER})
         try:

@@ -75,19 +75,9 @@ def main() -> int:
     benchdb.setup(DATABASE, NAMESPACE, CELERY_BROKER_URL=BROKER)
     import projection_lag
     import redis
-    from django.db import connection
     from stackproc import Processes, staff_token
 
-    benchdb.truncate()
-    benchdb.reset_views()
-    benchdb.bulk_shop(customers=int(args.rate * args.seconds), products=200, orders=0,
-                      outbox=False)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM orders_customer ORDER BY id")
-        customers = [r[0] for r in cursor.fetchall()]
-        cursor.execute("SELECT id FROM orders_product ORDER BY id")
-        products = [r[0] for r in cursor.fetchall()]
-        cursor.execute("ANALYZE")
+    customers, products = benchdb.fresh_shop(int(args.rate * args.seconds))
     token = staff_token()
     processes = Processes({"CELERY_BROKER_URL": BROKER})
     series: list[dict] = []
