@@ -101,8 +101,16 @@ class Admission:
         ticket = Ticket(self)
         scope[SCOPE_KEY] = ticket
         self.in_flight += 1
+
+        async def send_and_release_when_done(message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # The answer is complete: its place is free before the client reads the
+                # last byte, so a client that sends its next request at once finds it.
+                ticket.release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_and_release_when_done)
         finally:
             ticket.release()
 
