@@ -47,7 +47,7 @@ def run_time_budget() -> float:
 
 def micro_batch_linger() -> float:
     """Seconds a busy projector waits between passes, so that its batches grow with load."""
-    return float(_conf().get("MICRO_BATCH_LINGER_MS", 20)) / 1000
+    return float(_conf().get("MICRO_BATCH_LINGER_MS", 5)) / 1000
 
 
 def store_timeout() -> float:
