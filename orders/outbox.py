@@ -110,12 +110,27 @@ _INSERT_COLUMNS = (
 
 def append(changes: list[Change]) -> Position:
     """Append the changes in the caller's transaction; return the last row's position."""
+    statement, params = insert_statement(changes)
+    if statement is None:
+        return Position.start()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        rows = cursor.fetchall()
+    return appended(changes, rows)
+
+
+def insert_statement(changes: list[Change]) -> tuple[str | None, list]:
+    """The INSERT of these changes' rows, RETURNING (position, xid::text) per row.
+
+    For a command that sends it in one statement with its own writes (a data-modifying
+    WITH), then hands the rows to appended(). None when benchmarks turned the outbox off.
+    """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox rows must be appended inside the command's transaction")
     if not changes:
         raise ValueError("a command that changed nothing must not append to the outbox")
     if not outbox_enabled():
-        return Position.start()
+        return None, []
     request_id = current_request_id.get()
     values_sql = ", ".join(["(%s, %s, %s, %s, %s, %s::jsonb, %s)"] * len(changes))
     params: list = []
@@ -129,13 +144,15 @@ def append(changes: list[Change]) -> Position:
             json.dumps(change.payload, separators=(",", ":"), default=str),
             request_id,
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {OutboxMessage._meta.db_table} ({_INSERT_COLUMNS}) "
-            f"VALUES {values_sql} RETURNING position, xid::text",
-            params,
-        )
-        rows = cursor.fetchall()
+    return (
+        f"INSERT INTO {OutboxMessage._meta.db_table} ({_INSERT_COLUMNS}) "
+        f"VALUES {values_sql} RETURNING position, xid::text",
+        params,
+    )
+
+
+def appended(changes: list[Change], rows: list[tuple[int, str]]) -> Position:
+    """The position of the rows insert_statement() wrote; wakes the projectors on commit."""
     last_position, xid = max(rows)
     aggregate_types = frozenset(change.aggregate_type for change in changes)
     position = Position(int(xid), last_position)

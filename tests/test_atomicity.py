@@ -1,7 +1,7 @@
 """Atomic: a command's state change and its outbox rows commit together or not at all.
 
 Faults are injected at three places: in our own code after the rows were written
-(a patched outbox.append that raises after inserting), inside PostgreSQL while the
+(a patched outbox.appended that raises after the rows were inserted), inside PostgreSQL while the
 outbox rows are inserted (a trigger that raises for one event type), and at COMMIT
 (a deferred constraint trigger). Commands run as the outermost transaction here
 (transaction=True), so what is checked is a real rollback, not a savepoint's.
@@ -40,19 +40,23 @@ def committed_signals():
 
 @pytest.fixture
 def fail_after_outbox_insert(monkeypatch):
-    """Make outbox.append insert its rows for real and then raise, before the commit."""
-    real_append = outbox.append
+    """Make the outbox insert its rows for real and then raise, before the commit.
+
+    outbox.appended() is what every command calls once its rows are in (outbox.append
+    does, and so does place_order, which inserts them in one statement with the order).
+    """
+    real_appended = outbox.appended
     inserted = []
 
-    def append_then_fail(changes):
-        real_append(changes)
+    def appended_then_fail(changes, rows):
+        real_appended(changes, rows)
         # The rows are there, in this very transaction.
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM {OUTBOX_TABLE} WHERE xid = pg_current_xact_id()")
             inserted.append(cursor.fetchone()[0])
         raise InjectedFault("after the outbox insert, before COMMIT")
 
-    monkeypatch.setattr(outbox, "append", append_then_fail)
+    monkeypatch.setattr(outbox, "appended", appended_then_fail)
     return inserted
 
 

@@ -409,3 +409,42 @@ def test_garbage_and_unsigned_tokens_are_rejected(token):
 def test_signed_tokens_outside_the_position_range_are_rejected(position):
     with pytest.raises(InvalidToken):
         decode_token(encode_token(position))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_placing_an_order_holds_a_transaction_id_for_one_statement_and_the_commit(
+    make_customer, make_product
+):
+    """Every running transaction id holds back every change committed after it (the
+    reader stops at the snapshot's xmin), so the hottest command takes its id as late as
+    it can: checks on a plain read first, then the reservation (which takes the id), one
+    statement for the order, its lines and its outbox rows, and the commit."""
+    customer = make_customer()
+    first, second = make_product(stock=5), make_product(stock=5)
+    raw = connection.cursor().connection  # psycopg's own, outside the wrappers below
+    statements_with_an_id: list[str] = []
+
+    def note(execute, sql, params, many, context):
+        with raw.cursor() as cursor:
+            holds_an_id = cursor.execute(
+                "SELECT pg_current_xact_id_if_assigned() IS NOT NULL"
+            ).fetchone()[0]
+        if holds_an_id:
+            statements_with_an_id.append(sql.split()[0])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note):
+        placed = commands.place_order(customer_id=customer.pk, lines=[
+            commands.LineRequest(product_id=second.pk, quantity=1),
+            commands.LineRequest(product_id=first.pk, quantity=2),
+        ])
+
+    assert statements_with_an_id == ["WITH"]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.stock, second.stock) == (3, 4)
+    order = placed.value
+    assert [(line.product_id, line.quantity) for line in order.lines.all()] == [
+        (second.pk, 1), (first.pk, 2)]
+    assert list(order.lines.all()) == list(type(order).objects.get(pk=order.pk).lines.all())
+    assert OutboxMessage.objects.filter(xid=placed.position.xid).count() == 3
