@@ -288,3 +288,69 @@ def test_multi_line_orders_in_opposite_line_order_do_not_deadlock(make_customer,
         assert product.stock == 1000 - kept * quantity
         # One version per reservation and per release, plus the creation.
         assert product.version == 1 + 12 * rounds + cancelled
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change, refusal", [
+    ("stock = 1", errors.InsufficientStock),
+    ("active = false", errors.ProductUnavailable),
+])
+def test_an_order_whose_checks_went_out_of_date_is_refused_for_what_the_locked_row_says(
+    make_customer, make_product, change, refusal
+):
+    """place_order checks on a plain read, then reserves: whatever another session
+    changed in between, the reservation checks the locked rows again, and the refusal
+    says what they say. The change is committed by a second session right before the
+    reservation's statement runs."""
+    import psycopg
+    from django.db import connection
+
+    customer = make_customer()
+    product = make_product(stock=5, price_cents=100)
+    db = connection.settings_dict
+
+    def change_before_the_reservation(execute, sql, params, many, context):
+        if sql.startswith("WITH wanted"):
+            with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432,
+                                 user=db["USER"], dbname=db["NAME"], autocommit=True) as other:
+                other.execute(f"UPDATE orders_product SET {change} WHERE id = %s", [product.pk])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(change_before_the_reservation):
+        with pytest.raises(refusal) as refused:
+            commands.place_order(customer_id=customer.pk, lines=_lines((product, 2)))
+
+    assert str(product.pk) in str(refused.value)
+    product.refresh_from_db()
+    assert product.version == 1  # nothing reserved
+    assert not Order.objects.filter(customer=customer).exists()
+    assert not OutboxMessage.objects.filter(event_type="OrderPlaced").exists()
+
+
+@pytest.mark.django_db
+def test_placing_an_order_sends_the_order_s_save_signals(make_customer, make_product):
+    """place_order inserts with its own SQL; whoever listens to Order's save signals (an
+    audit log, a search indexer such as the benchmarks' peer) still hears of the order,
+    as Order.objects.create() would tell them: before the insert, then after it."""
+    from django.db.models.signals import post_save, pre_save
+
+    heard = []
+
+    def before(sender, instance, **kwargs):
+        heard.append(("pre_save", instance.pk, instance._state.adding))
+
+    def after(sender, instance, created, **kwargs):
+        heard.append(("post_save", instance.pk, created,
+                      Order.objects.filter(pk=instance.pk).exists()))
+
+    pre_save.connect(before, sender=Order, weak=False)
+    post_save.connect(after, sender=Order, weak=False)
+    try:
+        placed = commands.place_order(customer_id=make_customer().pk,
+                                      lines=_lines((make_product(), 1)))
+    finally:
+        pre_save.disconnect(before, sender=Order)
+        post_save.disconnect(after, sender=Order)
+
+    order = placed.value.pk
+    assert heard == [("pre_save", order, True), ("post_save", order, True, True)]
