@@ -224,27 +224,43 @@ class _Lease:
         self.renewed = time.monotonic()
 
 
-def _slice(name: str, segment: int, segments: int) -> tuple[int, bool]:
-    """A slice of a segment's work: the rows it projected, and whether more are waiting."""
+def _slice(name: str, segment: int, segments: int) -> tuple[int, bool, bool]:
+    """A slice of a segment's work: rows projected, whether more wait, whether it is blocked.
+
+    Blocked: it could not run (backing off after a store's failure, a failed run, or
+    another run holds it); the sweep or the holder takes it from there.
+    """
     result = _run(name, segment, segments, time_budget=LANE_SLICE_SECONDS)
     if result is None or result.backing_off:
-        return 0, False  # the sweep retries after the backoff
+        return 0, False, True  # the sweep retries after the backoff
     if result.locked_out:
         # Another run holds it (a direct run, a rebuild's catch-up): it runs again for
-        # us, and the wake's last look tries the lock once more.
+        # us (the rerun flag).
         _ask_holder_to_run_again(name, segment, segments)
-        return 0, False
-    return result.rows, not result.complete or _rerun_asked(name, segment, segments)
+        return 0, False, True
+    return result.rows, not result.complete or _rerun_asked(name, segment, segments), False
 
 
-def _run_lane(lane: str, lease: _Lease) -> tuple[int, bool]:
-    """A slice of every segment of the lane, in turn: rows projected, and whether more wait."""
-    rows, more = 0, False
+def _run_lane(lane: str, lease: _Lease) -> tuple[int, bool, set]:
+    """A slice of every segment of the lane, in turn: rows projected, whether more wait,
+    and the segments that were blocked."""
+    rows, more, blocked = 0, False, set()
     for name, segment, segments in lane_segments(lane):
         lease.renew()
-        projected, waiting = _slice(name, segment, segments)
+        projected, waiting, stuck = _slice(name, segment, segments)
         rows, more = rows + projected, more or waiting
-    return rows, more
+        if stuck:
+            blocked.add((name, segment, segments))
+    return rows, more, blocked
+
+
+def _rows_waiting(lane: str, blocked: set) -> bool:
+    """Whether rows wait for one of the lane's segments that were not blocked just now."""
+    return any(
+        runner.rows_waiting(projectors.get(name), segment, segments)
+        for name, segment, segments in lane_segments(lane)
+        if (name, segment, segments) not in blocked
+    )
 
 
 @shared_task(**PIPELINE_TASK)
@@ -257,9 +273,11 @@ def wake(lane: str) -> None:
     the lag SLO; on Elasticsearch as long as the pass took, if longer, up to a second),
     so that the next pass carries the commits of that time in one batch, instead of
     paying a run's fixed cost for each tiny batch; a pass that left rows waiting goes on
-    at once. When a pass finds nothing it clears the flag and looks once more: a commit
-    before the clear is found by that look, a commit after it sets the flag again and
-    queues a new task; none is left behind.
+    at once. When a pass finds nothing it clears the flag and looks once more (a look,
+    no projecting): rows of a commit before the clear are found by that look, and the
+    task goes on if it can set the flag again; a commit after the clear sets the flag
+    and queues a new task, which takes them. None is left behind, and the lane never
+    has two tasks projecting.
     """
     client = redis_store.client()
     flag = wake_flag(lane)
@@ -269,7 +287,7 @@ def wake(lane: str) -> None:
     deadline = time.monotonic() + config.run_time_budget()
     while True:
         started = time.monotonic()
-        rows, more = _run_lane(lane, lease)
+        rows, more, blocked = _run_lane(lane, lease)
         spent = time.monotonic() - started
         if rows or more:
             if time.monotonic() > deadline:
@@ -296,7 +314,11 @@ def wake(lane: str) -> None:
             client.delete(flag)
         except redis_store.CONNECTION_ERRORS:
             return  # without Redis there are no flags to honour; the sweep carries on
-        if not any(_run_lane(lane, lease)):
+        # Only a look: rows it finds came from a commit that saw the flag still set. If
+        # a commit has set it again meanwhile, that commit's task takes them; projecting
+        # them here too would run two tasks of the lane at once, and hold a worker
+        # process that the other lane's next wake-up needs.
+        if not _rows_waiting(lane, blocked):
             return
         try:
             if not client.set(flag, 1, nx=True, ex=wake_lease()):

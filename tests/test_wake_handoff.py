@@ -53,3 +53,43 @@ def test_a_free_segment_projects_without_leaving_a_request(read_models, make_cus
     assert outcome["rows"] == 1
     assert progress.state(VIEW).covers(decode_token(later.token))
     assert not redis_store.client().exists(tasks.rerun_flag(VIEW, 0, 1))
+
+
+def test_a_lane_let_go_is_left_to_the_task_a_commit_queued_meanwhile(
+    read_models, make_customer, monkeypatch
+):
+    """A lane's task that found nothing clears the lane's flag and looks once more. A
+    commit right after the clear sets the flag and queues a task of its own: the closing
+    task leaves the commit's rows to that task instead of projecting them beside it (two
+    tasks of one lane held both worker processes of the shipped worker, and the other
+    lane's wake-up waited). The commit is real, made the moment the flag is deleted."""
+    customer = make_customer()
+    project_all()
+    lane = tasks.lane_of(VIEW, 0)
+    flag = tasks.wake_flag(lane)
+    real = redis_store.client()
+    committed = []
+
+    class CommitRightAfterTheClear:
+        """The real client; deleting the lane's flag is followed by a real commit."""
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def delete(self, *keys):
+            deleted = real.delete(*keys)
+            if keys == (flag,) and not committed:
+                committed.append(commands.top_up_balance(customer_id=customer.pk, amount_cents=100))
+            return deleted
+
+    with monkeypatch.context() as patched:
+        patched.setattr(redis_store, "client", CommitRightAfterTheClear)
+        tasks.wake(lane)
+
+    assert len(committed) == 1, "the task did not let go of the lane"
+    assert real.exists(flag), "the commit did not take the lane over"
+    token = decode_token(committed[0].token)
+    assert not progress.state(VIEW).covers(token), "the closing task projected the rows too"
+    tasks.wake(lane)  # the commit's own task, as the worker would run it
+    assert progress.state(VIEW).covers(token)
+    assert not real.exists(flag)

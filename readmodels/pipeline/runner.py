@@ -131,6 +131,31 @@ def checkpoint_for(projector: str, segment: int, segments: int) -> Checkpoint:
     return checkpoint
 
 
+def rows_waiting(projector: Projector, segment: int, segments: int) -> bool:
+    """Whether committed rows wait for this segment now: a look, no lock and no write.
+
+    A segment backing off after a store's failure has none (the sweep retries it after
+    the backoff); one that never ran has (a run creates its checkpoint).
+    """
+    found = (
+        Checkpoint.objects.filter(projector=projector.name, segment=segment, segments=segments)
+        .values_list("xid", "position", "retry_after")
+        .first()
+    )
+    if found is None:
+        return True
+    xid, position, retry_after = found
+    if retry_after is not None and retry_after > timezone.now():
+        return False
+    batch = outbox.read_after(
+        Position(xid, position),
+        limit=1,
+        aggregate_types=list(projector.consumes),
+        segment=(segment, segments) if segments > 1 else None,
+    )
+    return bool(batch.rows)
+
+
 def _lock_and_read_checkpoint(projector: str, segment: int, segments: int) -> Checkpoint | None:
     """Take the segment's advisory lock and read its checkpoint in one round trip.
 
