@@ -79,6 +79,9 @@ def run(name: str, args: list[str], repeats: int) -> dict:
     runs = []
     for attempt in range(repeats):
         print(f"\n### {name} (run {attempt + 1} of {repeats})", flush=True)
+        import benchdb
+
+        print(f"(dropped {benchdb.drop_benchmark_indices()} benchmark indices first)", flush=True)
         started = time.monotonic()
         subprocess.run([sys.executable, str(script), *args], cwd=ROOT, check=True)
         runs.append(json.loads((RESULTS / f"{name}.json").read_text()))
