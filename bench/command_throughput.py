@@ -32,18 +32,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def prepare() -> tuple[list[int], list[int]]:
+    """A fresh shop whose 2,000 customers can pay for every order the run places."""
     from django.db import connection
 
-    benchdb.truncate()
-    benchdb.reset_views()
-    benchdb.bulk_shop(customers=2000, products=200, orders=0, outbox=False)
+    customers, products = benchdb.fresh_shop(2000)
     with connection.cursor() as cursor:
         cursor.execute("UPDATE orders_customer SET balance_cents = 10000000000")
-        cursor.execute("SELECT id FROM orders_customer")
-        customers = [r[0] for r in cursor.fetchall()]
-        cursor.execute("SELECT id FROM orders_product")
-        products = [r[0] for r in cursor.fetchall()]
-        cursor.execute("ANALYZE")
     return customers, products
 
 
