@@ -255,12 +255,21 @@ def _run_lane(lane: str, lease: _Lease) -> tuple[int, bool, set]:
 
 
 def _rows_waiting(lane: str, blocked: set) -> bool:
-    """Whether rows wait for one of the lane's segments that were not blocked just now."""
-    return any(
-        runner.rows_waiting(projectors.get(name), segment, segments)
-        for name, segment, segments in lane_segments(lane)
-        if (name, segment, segments) not in blocked
-    )
+    """Whether rows wait for one of the lane's segments that were not blocked just now.
+
+    Without PostgreSQL, none: a task that went on would only fail again (as _run does,
+    it lets the connection go); the sweep takes the lane up once it is back.
+    """
+    try:
+        return any(
+            runner.rows_waiting(projectors.get(name), segment, segments)
+            for name, segment, segments in lane_segments(lane)
+            if (name, segment, segments) not in blocked
+        )
+    except DatabaseError as exc:
+        logger.warning("lane %s cannot reach PostgreSQL: %s", lane, exc)
+        connection.close()
+        return False
 
 
 @shared_task(**PIPELINE_TASK)
