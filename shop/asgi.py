@@ -11,10 +11,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 os.environ.setdefault("DATABASE_POOL", "true")
 os.environ.setdefault("DATABASE_APPLICATION_NAME", "shop-web")
 
-from django.conf import settings  # noqa: E402  (after the environment defaults above)
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402  (after the environment defaults above)
+from django.conf import settings  # noqa: E402
 
-application = get_asgi_application()
+django.setup(set_prefix=False)
+
+from shop.asgi_handler import OneHopASGIHandler  # noqa: E402
+
+application = OneHopASGIHandler()
 
 # After Django's set-up: these import models.
 from readmodels.api.consistency import EarlyTokenWaits  # noqa: E402

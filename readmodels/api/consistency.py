@@ -403,16 +403,16 @@ async def _known(user_id: int | None) -> int | None:
 
 
 def projected(view_class):
-    """The URL's view for a ProjectedReadView: an async wait, then the DRF view in a thread.
+    """The URL's view for a ProjectedReadView: the DRF view, given the wait's outcome.
 
-    The token wait holds no thread and no database connection; only then does the DRF
-    view run (authentication, permissions, the read) in the request's thread, with the
-    wait's outcome on the request, so it never waits again.
+    Under shop.asgi the token wait already happened in EarlyTokenWaits, holding no
+    thread and no database connection; the DRF view (authentication, permissions, the
+    read) then runs in the request's thread with the outcome on the request, so it
+    never waits again.
     """
     drf_view = view_class.as_view()
-    run = sync_to_async(drf_view)
 
-    async def view(request, *args, **kwargs):
+    def view(request, *args, **kwargs):
         prepared = getattr(request, "scope", {}).get(PREPARED_KEY)
         if prepared is not None:
             if prepared.overloaded:
@@ -420,7 +420,7 @@ def projected(view_class):
             request.projected_read = prepared
         # Else not under shop.asgi (Django's test client, a WSGI server): the view waits
         # in its own thread, once it knows the user.
-        return await run(request, *args, **kwargs)
+        return drf_view(request, *args, **kwargs)
 
     # What Django, DRF and drf-spectacular look for on a DRF view function.
     view.cls = drf_view.cls

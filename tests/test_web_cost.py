@@ -1,0 +1,89 @@
+"""What one request costs a web process beyond its own work (issue "Under load").
+
+The web processes are the shop's bottleneck under load (docs/PIPELINE_PROFILE.md): these
+pin the two pieces of plumbing that cost the most and are easy to bring back unnoticed.
+"""
+
+from __future__ import annotations
+
+import asgiref.sync
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from rest_framework import serializers
+
+from orders import commands, selectors
+from orders.api import serializers as s
+from shop.asgi_handler import OneHopASGIHandler
+
+
+def _get(path: str) -> dict:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }
+
+
+async def _serve(handler, path: str) -> int:
+    app = ApplicationCommunicator(handler, _get(path))
+    await app.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await app.receive_output(10)
+    while (await app.receive_output(10)).get("more_body"):
+        pass
+    await app.wait(10)
+    return start["status"]
+
+
+def test_a_request_crosses_to_its_thread_once_for_all_middleware_and_the_view(monkeypatch):
+    """Django's own ASGI handler crosses for each middleware's request and response step
+    (17 crossings for this request); the shop's enters its middleware once."""
+    crossings = []
+    original = asgiref.sync.SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        crossings.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await original(self, *args, **kwargs)
+
+    handler = OneHopASGIHandler()
+    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__call__", counted)
+
+    assert asgiref.sync.async_to_sync(_serve)(handler, "/api/") == 200
+    # request_started's receivers, the middleware with the view, the response's close
+    # (request_finished): one crossing each.
+    assert len(crossings) == 3, crossings
+
+
+@pytest.mark.django_db
+def test_shown_objects_are_what_a_fresh_serializer_shows_without_building_fields(
+    make_customer, make_product, monkeypatch
+):
+    customer = make_customer(balance_cents=50_000)
+    products = [make_product(price_cents=1250), make_product(price_cents=99)]
+    placed = commands.place_order(
+        customer_id=customer.pk,
+        lines=[commands.LineRequest(product_id=p.pk, quantity=2) for p in products],
+    ).value
+    commands.pay_order(order_id=placed.pk)
+    commands.ship_order(order_id=placed.pk)
+    order = selectors.get_order(order_id=placed.pk)
+    customer.refresh_from_db()
+    cases = [
+        (s.show_order, s.OrderOut, order), (s.show_order, s.OrderOut, placed),
+        (s.show_customer, s.CustomerOut, customer), (s.show_product, s.ProductOut, products[0]),
+    ]
+    expected = [serializer(instance).data for _, serializer, instance in cases]
+    assert expected[0]["paid_at"] and expected[0]["shipped_at"] and expected[0]["payments"]
+
+    builds = []
+    original = serializers.ModelSerializer.get_fields
+
+    def counted(self):
+        builds.append(type(self).__name__)
+        return original(self)
+
+    monkeypatch.setattr(serializers.ModelSerializer, "get_fields", counted)
+    shown = [show(instance) for show, _, instance in cases]
+
+    assert shown == expected
+    assert builds == []
