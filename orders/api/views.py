@@ -34,7 +34,7 @@ def _own_customer_id(view, request, customer_id: int, staff_permission: str) -> 
 
 
 def _order_body(order_id) -> dict:
-    return s.OrderOut(selectors.get_order(order_id=order_id)).data
+    return s.show_order(selectors.get_order(order_id=order_id))
 
 
 class CustomerCreateView(CommandView):
@@ -58,7 +58,7 @@ class CustomerCreateView(CommandView):
             result = commands.register_customer(**data.validated_data)
         else:
             result = commands.register_customer(**data.validated_data, user=request.user)
-        return self.committed_response(result, s.CustomerOut(result.value).data)
+        return self.committed_response(result, s.show_customer(result.value))
 
 
 class CustomerDetailView(StrongReadView):
@@ -68,7 +68,7 @@ class CustomerDetailView(StrongReadView):
         customer = selectors.get_customer(customer_id=customer_id)
         if customer is None:
             raise errors.NotFound("No such customer.")
-        return Response(s.CustomerOut(customer).data)
+        return Response(s.show_customer(customer))
 
 
 class TopUpNotAllowed(exceptions.PermissionDenied):
@@ -99,7 +99,7 @@ class TopUpView(CommandView):
             expected_version=expected_version(request),
             **data.validated_data,
         )
-        return self.committed_response(result, s.CustomerOut(result.value).data)
+        return self.committed_response(result, s.show_customer(result.value))
 
 
 class PaymentWebhookView(APIView):
@@ -164,7 +164,7 @@ class ProductCreateView(CommandView):
         data = s.ProductIn(data=request.data)
         data.is_valid(raise_exception=True)
         result = commands.create_product(**data.validated_data)
-        return self.committed_response(result, s.ProductOut(result.value).data)
+        return self.committed_response(result, s.show_product(result.value))
 
 
 class ProductDetailView(CommandView, StrongReadView):
@@ -179,7 +179,7 @@ class ProductDetailView(CommandView, StrongReadView):
         # A product taken off sale is not public: to everyone but staff it does not exist.
         if product is None or (not product.active and not request.user.is_staff):
             raise errors.NotFound("No such product.")
-        return Response(s.ProductOut(product).data)
+        return Response(s.show_product(product))
 
     @extend_schema(
         request=s.ProductPatchIn,
@@ -199,7 +199,7 @@ class ProductDetailView(CommandView, StrongReadView):
             expected_version=expected_version(request),
             **data.validated_data,
         )
-        return self.committed_response(result, s.ProductOut(result.value).data)
+        return self.committed_response(result, s.show_product(result.value))
 
 
 class RestockView(CommandView):
@@ -221,7 +221,7 @@ class RestockView(CommandView):
             expected_version=expected_version(request),
             **data.validated_data,
         )
-        return self.committed_response(result, s.ProductOut(result.value).data)
+        return self.committed_response(result, s.show_product(result.value))
 
 
 class OrderCreateView(CommandView):
@@ -252,7 +252,7 @@ class OrderCreateView(CommandView):
             customer_id=customer_id,
             lines=[commands.LineRequest(**line) for line in data.validated_data["lines"]],
         )
-        return self.committed_response(result, s.OrderOut(result.value).data)
+        return self.committed_response(result, s.show_order(result.value))
 
 
 class OrderDetailView(StrongReadView):
@@ -262,7 +262,7 @@ class OrderDetailView(StrongReadView):
         order = selectors.get_order(order_id=order_id)
         if order is None or (customer is not None and order.customer_id != customer.pk):
             raise errors.NotFound("No such order.")
-        return Response(s.OrderOut(order).data)
+        return Response(s.show_order(order))
 
 
 class _OrderTransitionView(CommandView):
