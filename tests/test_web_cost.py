@@ -87,3 +87,36 @@ def test_shown_objects_are_what_a_fresh_serializer_shows_without_building_fields
 
     assert shown == expected
     assert builds == []
+
+
+@pytest.mark.django_db
+def test_a_token_is_checked_with_one_query_that_the_orm_does_not_build(monkeypatch):
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.db.models.sql.compiler import SQLCompiler
+    from django.test.utils import CaptureQueriesContext
+    from knox.models import AuthToken
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from shop.api_tokens import ApiTokenAuthentication
+
+    hana = get_user_model().objects.create_user(username="hana", email="hana@example.com")
+    row, token = AuthToken.objects.create(user=hana)
+    built = []
+    original = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        built.append(self.query.model.__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    with CaptureQueriesContext(connection) as queries:
+        user, auth_token = ApiTokenAuthentication().authenticate_credentials(token.encode())
+        assert (user.pk, user.username, user.email, user.is_active) == (
+            hana.pk, "hana", "hana@example.com", True)
+        assert auth_token.pk == row.pk and auth_token.expiry == row.expiry
+
+    assert len(queries) == 1 and built == []
+    forged = token[: len(token) - 1] + ("0" if token[-1] != "0" else "1")  # same key
+    with pytest.raises(AuthenticationFailed):
+        ApiTokenAuthentication().authenticate_credentials(forged.encode())
