@@ -10,8 +10,10 @@ client places orders over HTTP at each rate (a fresh customer per order); for ou
 reads every tenth order back with its consistency token.
 
 Ours holds at a rate when the Redis views' commit-to-visible p99 is under 50 ms and
-orders_search's under 1 s; the peer holds when its index's p99 is under 1 s. Orders
-a system never showed are reported next to it (the peer loses some by design). The
+orders_search's under 1 s; the peer holds when its index's p99 is under 1 s. An order
+a system never showed counts as never visible: a system that loses more than 1 in 100
+orders holds at no rate, however fast it shows the rest (the peer loses some by
+design: its task can run before the order's transaction commits). The
 rates are stepped upwards; once a system has failed at two rates in a row, its
 higher rates are not tried. Elasticsearch is the ES-compatible dev server (noida-db),
 one request at a time: the ES figures say nothing about real Elasticsearch.
@@ -48,10 +50,15 @@ SYSTEMS = {
 
 
 def holds(system: str, result: dict) -> bool:
+    """Every view's p99 within its bound, counting orders it never showed as never."""
+    def within(view: str, bound: float) -> bool:
+        p99 = result[view].get("p99_all_ms")
+        return p99 is not None and p99 <= bound
+
     if system == "peer":
-        return bool(result["peer"]["p99_ms"] <= ES_P99_MS)
-    return bool(all(result[v]["p99_ms"] <= REDIS_P99_MS for v in REDIS_VIEWS)
-                and result["orders_search"]["p99_ms"] <= ES_P99_MS)
+        return within("peer", ES_P99_MS)
+    return (all(within(v, REDIS_P99_MS) for v in REDIS_VIEWS)
+            and within("orders_search", ES_P99_MS))
 
 
 def knee_of(rates: dict) -> int:
@@ -162,7 +169,8 @@ def render(data: dict) -> str:
             "", "Each system runs alone on the shipped stack (the peer with our projectors "
             "stopped), so neither takes worker processes or Elasticsearch time from the "
             f"other. Holds means: Redis views p99 ≤ {REDIS_P99_MS:.0f} ms and orders_search "
-            f"p99 ≤ {ES_P99_MS:.0f} ms (ours); the peer's index p99 ≤ {ES_P99_MS:.0f} ms. "
+            f"p99 ≤ {ES_P99_MS:.0f} ms (ours); the peer's index p99 ≤ {ES_P99_MS:.0f} ms; "
+            "an order never shown counts as never visible (p99 over all orders). "
             + data.get("notes", {}).get("elasticsearch", "")]
     return "\n".join(out)
 
