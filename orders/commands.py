@@ -350,9 +350,10 @@ def place_order(*, customer_id: int, lines: list[LineRequest]) -> Committed[Orde
             f"An order has at most {MAX_ORDER_LINES} lines.", code="too_many_lines"
         )
     quantities = _merge_lines(lines)
-    if not Customer.objects.filter(pk=customer_id).exists():
+    customer_exists, products = _customer_and_products(customer_id, list(quantities))
+    if not customer_exists:
         raise errors.NotFound("No such customer.")
-    _check_order(quantities, Product.objects.in_bulk(list(quantities)))
+    _check_order(quantities, products)
     with transaction.atomic():
         products = _reserve_stock(quantities)
         total = _order_total(quantities, products)  # at the prices of the locked rows
@@ -385,8 +386,32 @@ def place_order(*, customer_id: int, lines: list[LineRequest]) -> Committed[Orde
     # of queries.
     cached = order.lines.all()
     cached._result_cache, cached._prefetch_done = sorted(order_lines, key=lambda line: line.pk), True
-    order._prefetched_objects_cache = {"lines": cached, "payments": order.payments.none()}
+    # Likewise no payments: an evaluated empty list, which showing the order does not
+    # compile into a query (as iterating .none() would).
+    payments = order.payments.all()
+    payments._result_cache, payments._prefetch_done = [], True
+    order._prefetched_objects_cache = {"lines": cached, "payments": payments}
     return Committed(order, position)
+
+
+def _customer_and_products(customer_id: int, product_ids: list[int]) -> tuple[bool, dict]:
+    """Whether the customer exists, and what the checks need of the products, in one
+    round trip by a fixed query (the ORM's two cost more web CPU than the reservation)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {Customer._meta.db_table} WHERE id = %s), "
+            "p.id, p.active, p.stock, p.price_cents "
+            f"FROM (SELECT 1) AS one LEFT JOIN {Product._meta.db_table} AS p "
+            "ON p.id = ANY(%s)",
+            [customer_id, product_ids],
+        )
+        rows = cursor.fetchall()
+    products = {
+        pid: Product(pk=pid, active=active, stock=stock, price_cents=price)
+        for _, pid, active, stock, price in rows
+        if pid is not None
+    }
+    return rows[0][0], products
 
 
 def _check_order(quantities: OrderedDict[int, int], products: dict[int, Product]) -> int:

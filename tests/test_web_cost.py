@@ -120,3 +120,39 @@ def test_a_token_is_checked_with_one_query_that_the_orm_does_not_build(monkeypat
     forged = token[: len(token) - 1] + ("0" if token[-1] != "0" else "1")  # same key
     with pytest.raises(AuthenticationFailed):
         ApiTokenAuthentication().authenticate_credentials(forged.encode())
+
+
+@pytest.mark.django_db
+def test_placing_an_order_and_showing_it_takes_three_statements_and_no_orm_reads(
+    make_customer, make_product, monkeypatch
+):
+    """The checks read the customer and products in one statement; the reservation and
+    the insert are one statement each; showing the new order queries nothing."""
+    from django.db import connection
+    from django.db.models.sql.compiler import SQLCompiler
+    from django.test.utils import CaptureQueriesContext
+
+    customer = make_customer()
+    products = [make_product(), make_product()]
+    built = []
+    original = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    with CaptureQueriesContext(connection) as queries:
+        placed = commands.place_order(
+            customer_id=customer.pk,
+            lines=[commands.LineRequest(product_id=p.pk, quantity=1) for p in products],
+        ).value
+        shown = s.show_order(placed)
+
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 3, statements
+    assert statements[1].startswith("WITH wanted") and "INSERT" in statements[2]
+    # No query compiled by the ORM's SELECT compiler (the INSERT's SQL comes from
+    # SQLInsertCompiler, which has its own as_sql).
+    assert built == [], built
+    assert shown["payments"] == [] and len(shown["lines"]) == 2
