@@ -384,21 +384,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # The throttles' counters live in Redis so every web process (and container) shares
-# them; the namespace keeps a test run's or another shop's counters apart.
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "throttle": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.get("THROTTLE_KEY_PREFIX", f"{READMODELS['NAMESPACE']}:throttle"),
-        # Bounded like every other Redis client of a web process: past the pool's wait
-        # the throttles let the request through (shop.throttles).
-        "OPTIONS": {
-            "pool_class": "redis.BlockingConnectionPool",
-            "max_connections": REDIS_MAX_CONNECTIONS,
-            "timeout": REDIS_POOL_TIMEOUT_SECONDS,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 2,
-        },
-    },
-}
+# them; the namespace keeps a test run's or another shop's counters apart. Their client
+# is bounded like every other Redis client of a web process: past the pool's wait the
+# throttles let the request through (shop.throttles).
+THROTTLE_KEY_PREFIX = env.get("THROTTLE_KEY_PREFIX", f"{READMODELS['NAMESPACE']}:throttle")
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

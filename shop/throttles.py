@@ -9,12 +9,14 @@ which is a plain Django view and so uses `stream_allowed` here). A throttled req
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
-import threading
+import uuid
 
-from django.core.cache import caches
+import redis
+from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -22,39 +24,69 @@ logger = logging.getLogger(__name__)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
-_shared_cache = None
-_shared_cache_lock = threading.Lock()
+# A sliding window per key: the times of the requests let through in the last
+# `duration` seconds, in a sorted set. One script, so checking and counting are one
+# step (two requests at the limit cannot both pass) and one round trip. Redis's clock,
+# so web processes on different hosts count alike. Returns {1} when the request may
+# pass, else {0, seconds until the oldest counted request leaves the window}, a string
+# (a Lua number would come back truncated to an integer).
+_TAKE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local duration, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - duration)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('EXPIRE', KEYS[1], math.ceil(duration))
+  return {1}
+end
+local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+return {0, tostring(duration - (now - oldest))}
+"""
 
 
-def throttle_cache():
-    """One cache client (and so one bounded Redis pool) for the whole process.
-
-    `caches["throttle"]` would be a new client per request context, and under ASGI each
-    request's synchronous code runs in a thread of its own: a new Redis connection per
-    request. redis-py's pool is thread-safe, so the threads share this one."""
-    global _shared_cache
-    if _shared_cache is None:
-        with _shared_cache_lock:
-            if _shared_cache is None:
-                _shared_cache = caches.create_connection("throttle")
-    return _shared_cache
+@functools.cache
+def _take_script():
+    """The script on one bounded Redis pool for the whole process (thread-safe)."""
+    client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+    ))
+    return client.register_script(_TAKE)
 
 
 class RedisRateThrottle(SimpleRateThrottle):
-    """A SimpleRateThrottle on the shared Redis cache that lets requests through when
-    Redis is down: the shop's reads and commands do not need Redis, and an outage of the
-    counters must not become an outage of the shop."""
+    """DRF's sliding-window rate (SimpleRateThrottle's rates and keys), counted in Redis
+    by one atomic script, that lets requests through when Redis is down: the shop's
+    reads and commands do not need Redis, and an outage of the counters must not
+    become an outage of the shop.
 
-    @property
-    def cache(self):
-        return throttle_cache()
+    (DRF's own throttle reads the key's history, then writes it back: two round trips
+    with a pickled list of up to `num_requests` times, and a race at the limit.)
+    """
 
     def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
         try:
-            return super().allow_request(request, view)
+            answer = _take_script()(
+                keys=[f"{settings.THROTTLE_KEY_PREFIX}:{self.key}"],
+                args=[self.duration, self.num_requests, uuid.uuid4().hex],
+            )
         except (RedisError, OSError) as exc:
             logger.warning("throttle %s not applied, Redis unavailable: %s", self.scope, exc)
             return True
+        self._wait = float(answer[1]) if not answer[0] else None
+        return bool(answer[0])
+
+    def wait(self):
+        return self._wait
 
 
 class AnonymousReadThrottle(RedisRateThrottle):

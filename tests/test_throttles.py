@@ -276,3 +276,36 @@ def test_login_takes_a_form_post_too(token_server):
 def test_logout_needs_a_token(token_server):
     refused = call(token_server, "POST", "/api/auth/logout")
     assert refused.status == 401, refused
+
+
+def test_requests_racing_at_the_limit_pass_no_more_than_the_rate(django_db_setup):
+    """Counting is one atomic step in Redis: of 24 requests that arrive together for a
+    rate of 5, exactly 5 pass, and the refused learn when the window frees a place."""
+    import threading
+
+    from shop.throttles import RedisRateThrottle
+
+    ident = uuid.uuid4().hex
+
+    class Racing(RedisRateThrottle):
+        scope, rate = "racing", "5/min"
+
+        def get_cache_key(self, request, view):
+            return f"racing-{ident}"
+
+    start = threading.Barrier(24)
+    answers = []
+
+    def one():
+        throttle = Racing()
+        start.wait()
+        answers.append((throttle.allow_request(None, None), throttle.wait()))
+
+    threads = [threading.Thread(target=one) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for allowed, _ in answers if allowed) == 5, answers
+    waits = [wait for allowed, wait in answers if not allowed]
+    assert len(waits) == 19 and all(55 < wait <= 60 for wait in waits), waits

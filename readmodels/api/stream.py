@@ -43,7 +43,7 @@ def _too_many(code: str, message: str, retry_after: int) -> JsonResponse:
 
 
 def _slots_key(request) -> str:
-    prefix = settings.CACHES["throttle"]["KEY_PREFIX"]
+    prefix = settings.THROTTLE_KEY_PREFIX
     return f"{prefix}:streams:{throttles.client_address(request)}"
 
 
