@@ -288,15 +288,20 @@ class Stack:
         """Send a command until it gets an answer, retrying with the same Idempotency-Key."""
         key = str(uuid.uuid4())
         give_up = time.monotonic() + deadline
+        last = None
         while True:
             try:
                 status, data = self.call(method, path, body, key)
                 if status < 500:
                     return status, data
-            except (OSError, http.client.HTTPException):
-                pass
+                last = (status, data)
+            except (OSError, http.client.HTTPException) as exc:
+                last = exc
             if time.monotonic() > give_up:
-                raise AssertionError(f"{method} {path} got no answer within {deadline} s")
+                raise AssertionError(
+                    f"{method} {path} got no answer within {deadline} s; last: {last!r}; "
+                    f"the web's log ends:\n{self.log_of('web')[-3000:]}"
+                )
             with ledger.lock:
                 ledger.retries += 1
             time.sleep(0.2)
