@@ -126,7 +126,7 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
     for w in watchers:
         w.start()
     jobs: queue.Queue = queue.Queue()
-    errors, late = [], []
+    errors, late, answered = [], [], []
     reads: list[tuple[float, bool, int]] = []  # (ms, stale, status)
 
     def client_loop():
@@ -137,9 +137,11 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
                 return
             index, scheduled = job
             late.append(max(0.0, time.monotonic() - scheduled))
+            sent = time.monotonic()
             status, headers, body = http.call("POST", "/api/orders", {
                 "customer_id": customers[index],
                 "lines": [{"product_id": products[index % len(products)], "quantity": 1}]})
+            answered.append(time.monotonic() - sent)
             if status != 201:
                 errors.append(status)
                 continue
@@ -179,7 +181,9 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
               "errors": len(errors),
               "error_statuses": {str(c): errors.count(c) for c in sorted(set(errors))},
               "client_start_late_p99_ms":
-              round(benchdb.percentile(late, 99) * 1000, 1)}
+              round(benchdb.percentile(late, 99) * 1000, 1),
+              "command_p50_ms": round(benchdb.percentile(answered, 50) * 1000, 1),
+              "command_p99_ms": round(benchdb.percentile(answered, 99) * 1000, 1)}
     if read_back_every:
         # A 404 that says X-Stale is an answer too: the view's old state, in which the
         # order does not exist yet. It counts as stale, not as an error.
@@ -232,7 +236,8 @@ def main() -> int:
             redis.Redis.from_url(BROKER).flushdb()
         report["rates"][str(rate)] = result
         print(f"  achieved {result['achieved_rate']}/s, errors {result['errors']} "
-              f"{result['error_statuses']}")
+              f"{result['error_statuses']}, command p50 {result['command_p50_ms']} ms "
+              f"p99 {result['command_p99_ms']} ms")
         for model in ("order_summary", "customer_dashboard", "orders_search"):
             r = result[model]
             print(f"  {model:<20} p50 {r['p50_ms']:>7} ms  p95 {r['p95_ms']:>7}  p99 "
