@@ -20,8 +20,10 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
-HZ = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stackproc import cpu_seconds  # noqa: E402
 
 
 def group_of(command: str) -> str | None:
@@ -48,11 +50,11 @@ def sample(seen: dict) -> None:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 command = f.read().replace(b"\0", b" ").decode(errors="replace")
             with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                parent = f.read().rsplit(")", 1)[1].split()[1]
         except OSError:
             continue  # gone meanwhile
-        group = group_of(command) or seen.get(fields[1], [None])[0]  # else the parent's
-        cpu = (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
+        group = group_of(command) or seen.get(parent, [None])[0]  # else the parent's
+        cpu = cpu_seconds([int(pid)])
         entry = seen.setdefault(pid, [group, cpu, cpu])
         entry[2] = cpu
         if group:
