@@ -384,9 +384,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # The throttles' counters live in Redis so every web process (and container) shares
-# them; the namespace keeps a test run's or another shop's counters apart. They use the
-# process's bounded Redis pool (readmodels.stores.redis_store) with a 2 s timeout: past
-# it, or past the pool's wait, the throttles let the request through (shop.throttles).
+# them; the namespace keeps a test run's or another shop's counters apart. Their client
+# is bounded like every other Redis client of a web process: past the pool's wait the
+# throttles let the request through (shop.throttles).
 THROTTLE_KEY_PREFIX = env.get("THROTTLE_KEY_PREFIX", f"{READMODELS['NAMESPACE']}:throttle")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -15,18 +15,14 @@ import logging
 import math
 import uuid
 
+import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
-from readmodels.stores import redis_store
-
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-# A throttle's Redis call ends within this (then the request goes through): a Redis
-# that does not answer must not hold every request for the store's longer timeout.
-REDIS_TIMEOUT_SECONDS = 2.0
 
 # A sliding window per key: the times of the requests let through in the last
 # `duration` seconds, in a sorted set. One script, so checking and counting are one
@@ -51,8 +47,15 @@ return {0, tostring(duration - (now - oldest))}
 
 @functools.cache
 def _take_script():
-    """The script on the process's bounded Redis pool for the throttles' timeout."""
-    return redis_store.bounded_client(REDIS_TIMEOUT_SECONDS).register_script(_TAKE)
+    """The script on one bounded Redis pool for the whole process (thread-safe)."""
+    client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=settings.REDIS_MAX_CONNECTIONS,
+        timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+    ))
+    return client.register_script(_TAKE)
 
 
 class RedisRateThrottle(SimpleRateThrottle):
@@ -64,8 +67,6 @@ class RedisRateThrottle(SimpleRateThrottle):
     (DRF's own throttle reads the key's history, then writes it back: two round trips
     with a pickled list of up to `num_requests` times, and a race at the limit.)
     """
-
-    _wait: float | None = None
 
     def allow_request(self, request, view):
         if self.rate is None:

@@ -93,11 +93,6 @@ def _client(url: str, timeout: float) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def bounded_client(timeout: float) -> redis.Redis:
-    """A client on the process's bounded pool for this timeout: every call ends by it."""
-    return _client(settings.REDIS_URL, timeout)
-
-
 def client() -> redis.Redis:
     """The process's client; inside a projected read, one whose calls end by its deadline."""
     if read_deadline.get() is not None:
