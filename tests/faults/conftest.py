@@ -9,6 +9,14 @@ FAULT_SCENARIO_TIMEOUT_SECONDS = 900
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # The stack fixture keeps its servers' logs when the scenario itself failed.
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"outcome_{report.when}", report)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in Path(item.path).resolve().parents and not item.get_closest_marker("timeout"):

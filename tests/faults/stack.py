@@ -175,7 +175,17 @@ class Ledger:
     top_ups: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     refused: int = 0
     retries: int = 0
+    # Answers of 500 and above the clients retried, by (status, error code): an outage
+    # must be answered explicitly (503 and a code), never with a 500.
+    server_errors: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    # (started, finished) of every command, on the wall clock: when commands were in flight.
+    spans: list[tuple[float, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def in_flight_across(self, started: float, finished: float) -> int:
+        """Commands sent during [started, finished) that got their answer only after it."""
+        with self.lock:
+            return sum(1 for s, e in self.spans if started <= s < finished <= e)
 
 
 class Stack:
@@ -204,7 +214,8 @@ class Stack:
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/1",
             "ELASTICSEARCH_URL": f"http://127.0.0.1:{self.es.port}",
             "READMODELS_NAMESPACE": "shop",
-            "LOG_LEVEL": "WARNING",
+            # FAULT_STACK_LOG_LEVEL=INFO logs every projected batch, to trace a failure.
+            "LOG_LEVEL": os.environ.get("FAULT_STACK_LOG_LEVEL", "WARNING"),
             **self.settings_env,
         }
 
@@ -251,7 +262,8 @@ class Stack:
         wait_for(lambda: port_answers(self.web_port), 60, "the web server did not start")
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
+        """Stop everything and remove the stack; `keep_logs` keeps its logs for a look."""
         for name in list(self.processes):
             try:
                 self.kill(name, signal.SIGTERM)
@@ -266,6 +278,11 @@ class Stack:
             self.pg.stop()
         except subprocess.CalledProcessError:
             pass
+        if keep_logs:
+            kept = Path(tempfile.mkdtemp(prefix="shop-faults-logs-"))
+            for log in self.root.glob("*.log"):
+                shutil.copy(log, kept)
+            sys.stderr.write(f"\nthe fault stack's logs are kept in {kept}\n")
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- the client side ---------------------------------------------------------
@@ -288,13 +305,19 @@ class Stack:
         """Send a command until it gets an answer, retrying with the same Idempotency-Key."""
         key = str(uuid.uuid4())
         give_up = time.monotonic() + deadline
+        sent = time.time()
         last = None
         while True:
             try:
                 status, data = self.call(method, path, body, key)
                 if status < 500:
+                    with ledger.lock:
+                        ledger.spans.append((sent, time.time()))
                     return status, data
                 last = (status, data)
+                with ledger.lock:
+                    code = ((data or {}).get("error") or {}).get("code", "")
+                    ledger.server_errors[(status, code)] += 1
             except (OSError, http.client.HTTPException) as exc:
                 last = exc
             if time.monotonic() > give_up:
