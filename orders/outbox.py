@@ -261,9 +261,11 @@ def read_after(
         f"  SELECT created_at FROM {table} WHERE {mine} AND xid >= (SELECT horizon FROM h)"
         "   ORDER BY xid, position LIMIT 1"
         ") SELECT h.horizon::text, r.*, (SELECT created_at FROM held) FROM h LEFT JOIN LATERAL ("
-        f"  SELECT {_ROW_COLUMNS} FROM {table} WHERE {mine}"
-        "   AND (xid, position) > (%s::text::xid8, %s) AND xid < h.horizon"
-        "   ORDER BY xid, position LIMIT %s"
+        f"  SELECT {_ROW_COLUMNS} FROM {table} o WHERE {mine}"
+        "   AND (o.xid, o.position) > (%s::text::xid8, %s) AND o.xid < h.horizon"
+        # Qualified: a bare `xid` here would name the output column, `xid::text`, and
+        # sort as text, where "1000" < "999" (a full batch would pass the 999s).
+        "   ORDER BY o.xid, o.position LIMIT %s"
         ") r ON TRUE"
     )
     with connection.cursor() as cursor:

@@ -448,3 +448,33 @@ def test_placing_an_order_holds_a_transaction_id_for_one_statement_and_the_commi
         (second.pk, 1), (first.pk, 2)]
     assert list(order.lines.all()) == list(type(order).objects.get(pk=order.pk).lines.all())
     assert OutboxMessage.objects.filter(xid=placed.position.xid).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("xids", [[998, 999, 1000, 1001], [9, 99, 100, 12, 1000]])
+def test_full_batches_follow_numeric_transaction_order_where_the_xids_gain_a_digit(xids):
+    """Transaction ids gain a digit as a database ages (999 -> 1000): the reader's order,
+    and so which rows a full batch holds and where its checkpoint goes, is numeric.
+
+    Sorted as text, "1000" comes before "999": a batch of one took xid 1000's row, its
+    checkpoint passed 999, and that row was never read (found by the fault suite, whose
+    fresh clusters cross xid 1000 while a store outage builds a backlog).
+    """
+    kind = "digits"
+    assert outbox.safe_horizon() > max(xids)  # every one of them has ended
+    with connection.cursor() as cursor:
+        for xid in xids:  # long-ended transactions: all below the horizon
+            cursor.execute(
+                f"INSERT INTO {OutboxMessage._meta.db_table} (aggregate_type, aggregate_id, "
+                "aggregate_version, event_type, payload, partition_key, xid, request_id) "
+                "VALUES (%s, %s, 1, 'Probe', '{}', %s, %s::text::xid8, '')",
+                [kind, str(xid), str(xid), str(xid)],
+            )
+    checkpoint, read = Position.start(), []
+    for _ in range(len(xids) + 1):
+        batch = outbox.read_after(checkpoint, limit=1, aggregate_types=[kind])
+        read += [row.xid for row in batch.rows]
+        checkpoint = batch.checkpoint_after
+        if batch.complete:
+            break
+    assert read == sorted(xids)
