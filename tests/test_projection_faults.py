@@ -131,6 +131,27 @@ def test_elasticsearch_unreachable_for_a_while(read_models, settings, make_custo
     assert not DeadLetter.objects.exists()
 
 
+def test_a_store_down_for_long_is_tried_again_within_seconds_of_each_failure(
+    read_models, settings, make_customer, make_product
+):
+    """The backoff of a store that keeps failing grows, but never past MAX_BACKOFF_SECONDS:
+    once the store is back, the lag that remains is at most that, not half a minute.
+
+    (It was capped at 30 s: after a 10 s Elasticsearch outage the fault suite saw the
+    projectors wait up to 25 s more before they tried the store that was back.)
+    """
+    _place(make_customer(balance_cents=100_000), make_product(stock=10))
+    settings.ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    waits = []
+    for _ in range(16):  # a long outage: far past where 0.1 s doubling reaches the cap
+        with pytest.raises(StoreUnavailable):
+            _run("orders_search")
+        checkpoint = _checkpoint("orders_search")
+        waits.append((checkpoint.retry_after - checkpoint.last_error_at).total_seconds())
+    assert waits == sorted(waits)  # it does grow
+    assert waits[-1] == runner.MAX_BACKOFF_SECONDS <= 5
+
+
 def test_redis_restarted_empty(read_models, settings, make_customer, make_product):
     """A redis-server without persistence stopped during writes, then started EMPTY.
 
