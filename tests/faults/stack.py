@@ -14,9 +14,11 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from shop.devstack import stack_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -166,6 +170,91 @@ class Elasticsearch:
         self.process.wait(30)
 
 
+class Gate:
+    """A TCP port in front of a server, which a test can close and open again.
+
+    Closed, it refuses new connections and cuts the open ones (a reset), while the
+    server behind it keeps running with everything it has acknowledged: the fault is
+    the network's, not a restart's. (The Elasticsearch dev server can lose writes it
+    has acknowledged when it is stopped under load, which no real cluster does with
+    its default request durability; an outage test must not measure that.)
+    """
+
+    def __init__(self, target_port: int):
+        self.port = free_port()
+        self.target_port = target_port
+        self.lock = threading.Lock()
+        self.sockets: set[socket.socket] = set()
+        self.listener: socket.socket | None = None
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        listener.settimeout(0.1)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        with self.lock:
+            cut, self.sockets = self.sockets, set()
+        for sock in cut:
+            self._reset(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self.listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                self._reset(client)
+                continue
+            with self.lock:
+                if self.listener is not listener:
+                    self._reset(client)
+                    self._reset(upstream)
+                    return
+                self.sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        with self.lock:
+            self.sockets -= {source, sink}
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        # shutdown first: it wakes the pipe thread blocked reading this socket (a close
+        # alone would not); no linger, so what is left unsent is dropped with a reset.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+
 @dataclass
 class Ledger:
     """What the clients were told: the effects the shop must show, exactly once."""
@@ -194,6 +283,8 @@ class Stack:
         self.pg = Postgres(self.root)
         self.redis = Redis(self.root)
         self.es = Elasticsearch(self.root)
+        # Every process reaches Elasticsearch through a gate that a test can close.
+        self.es_gate = Gate(self.es.port)
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
         self.settings_env = settings_env
@@ -212,7 +303,7 @@ class Stack:
             "DATABASE_CONN_MAX_AGE": "60",
             "REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/1",
-            "ELASTICSEARCH_URL": f"http://127.0.0.1:{self.es.port}",
+            "ELASTICSEARCH_URL": f"http://127.0.0.1:{self.es_gate.port}",
             "READMODELS_NAMESPACE": "shop",
             # FAULT_STACK_LOG_LEVEL=INFO logs every projected batch, to trace a failure.
             "LOG_LEVEL": os.environ.get("FAULT_STACK_LOG_LEVEL", "WARNING"),
@@ -233,9 +324,10 @@ class Stack:
         )
 
     def start_worker(self, name: str = "worker") -> None:
-        self._spawn(name, [str(VENV_BIN / "celery"), "-A", "shop", "worker", "--pool=threads",
-                           "--concurrency=4", f"--hostname={name}@%h", "--without-mingle",
-                           "--without-gossip", "--loglevel=WARNING"])
+        # The shipped worker (prefork, its concurrency), as `make run` and compose start it.
+        command = stack_commands(port=self.web_port, schedule=self.root / "beat-schedule",
+                                 loglevel=self.env["LOG_LEVEL"], worker_name=f"{name}@%h")
+        self._spawn(name, command["worker"])
 
     def kill(self, name: str, sig=signal.SIGKILL) -> None:
         process = self.processes.pop(name)
@@ -249,6 +341,7 @@ class Stack:
         self.pg.start()
         self.redis.start()
         self.es.start()
+        self.es_gate.open()
         self.manage("migrate", "--noinput")
         self.manage("setup_readmodels")
         self.manage("createsuperuser", "--noinput", "--username", "ops", "--email", "o@x.io")
@@ -269,6 +362,7 @@ class Stack:
                 self.kill(name, signal.SIGTERM)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
+        self.es_gate.close()
         for server in (self.es, self.redis):
             try:
                 server.stop()
@@ -402,7 +496,22 @@ class Stack:
 
     def assert_views_equal_write_model(self) -> None:
         result = self.manage("projections", "reconcile", "--all", check=False)
-        assert result.returncode == 0, result.stdout + result.stderr
+        if result.returncode != 0:
+            raise AssertionError(result.stdout + result.stderr + self._outbox_of(result.stdout))
+
+    def _outbox_of(self, report: str) -> str:
+        """The outbox rows and checkpoints behind the differing keys the report names."""
+        keys = sorted(set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                                     report)))
+        with self.pg.connect() as conn:
+            rows = conn.execute(
+                "SELECT aggregate_id, aggregate_version, event_type, xid::text, position, "
+                "created_at FROM orders_outboxmessage WHERE aggregate_id = ANY(%s) "
+                "ORDER BY xid, position", [keys]).fetchall()
+            checkpoints = conn.execute(
+                "SELECT projector, segment, xid, position, last_success_at "
+                "FROM readmodels_checkpoint ORDER BY projector").fetchall()
+        return (f"\noutbox rows of those keys: {rows}\ncheckpoints: {checkpoints}")
 
     def assert_ledger(self, ledger: Ledger) -> None:
         """Every acknowledged effect is there exactly once; nothing else is."""
