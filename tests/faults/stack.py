@@ -271,10 +271,10 @@ class Ledger:
     spans: list[tuple[float, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def in_flight_across(self, started: float, finished: float) -> int:
-        """Commands sent during [started, finished) that got their answer only after it."""
+    def in_flight_at(self, moment: float) -> int:
+        """Commands sent before `moment` and answered only after it."""
         with self.lock:
-            return sum(1 for s, e in self.spans if started <= s < finished <= e)
+            return sum(1 for s, e in self.spans if s < moment <= e)
 
 
 class Stack:

@@ -104,16 +104,16 @@ def test_postgresql_restarted_while_commands_and_projectors_run(stack):
     restart = {}
 
     def fault():
-        restart["began"] = time.time()
         stack.pg.restart()
-        restart["ended"] = time.time()
+        restart["back"] = time.time()  # pg_ctl -w returns once it accepts connections
 
     ledger = _load_around(stack, fault, lambda: None)
     _converged(stack, ledger)
-    # Commands met the restart: sent while PostgreSQL went down and came back, answered
-    # only after it was back (they waited for a connection, or got a 503 and were retried
-    # with the same key), and the ledger above shows each took effect exactly once.
-    assert ledger.in_flight_across(restart["began"], restart["ended"]) > 0, (restart, ledger)
+    # Commands met the restart: some were still in flight at the moment PostgreSQL was
+    # back (waiting for a connection, or retried with the same key after a 503). No
+    # retry is needed for that: the pool's checkout can wait out a short restart. The
+    # ledger above shows each command took effect exactly once.
+    assert ledger.in_flight_at(restart["back"]) > 0, (restart, ledger.spans[-20:])
 
 
 def test_long_write_transaction_holds_the_horizon_then_everything_catches_up(stack):
