@@ -93,12 +93,19 @@ def run(name: str, args: list[str], repeats: int) -> dict:
 
 
 def reuse(name: str) -> dict:
-    """The last result a benchmark script wrote, kept as it is (a run of one)."""
+    """The last result a benchmark script wrote, kept as it is.
+
+    When it was measured, and over how many runs, come from the last record (all.json):
+    a result file's mtime is only when it was checked out, in a fresh clone.
+    """
     path = RESULTS / f"{name}.json"
     data = json.loads(path.read_text())
-    data.setdefault("runs", 1)
-    data.setdefault("measured", datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                    .isoformat(timespec="seconds"))
+    record = RESULTS / "all.json"
+    previous = (json.loads(record.read_text()).get("results", {}).get(name, {})
+                if record.exists() else {})
+    data.setdefault("runs", previous.get("runs", 1))
+    data.setdefault("measured", previous.get("measured")
+                    or datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds"))
     return data
 
 
