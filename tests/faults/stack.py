@@ -287,6 +287,10 @@ class Stack:
         self.es_gate = Gate(self.es.port)
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
+        # Held while a process is started or stopped on purpose (see _supervise).
+        self.process_lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.restarted: list[str] = []  # workers that exited on their own and came back
         self.settings_env = settings_env
         self.token = None
         self.customers: list[int] = []
@@ -318,10 +322,11 @@ class Stack:
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = open(self.root / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.process_lock:
+            self.processes[name] = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start_worker(self, name: str = "worker") -> None:
         # The shipped worker (prefork, its concurrency), as `make run` and compose start it.
@@ -330,9 +335,23 @@ class Stack:
         self._spawn(name, command["worker"])
 
     def kill(self, name: str, sig=signal.SIGKILL) -> None:
-        process = self.processes.pop(name)
-        os.killpg(process.pid, sig)
-        process.wait(30)
+        with self.process_lock:
+            process = self.processes.pop(name)
+            os.killpg(process.pid, sig)
+            process.wait(30)
+
+    def _supervise(self) -> None:
+        """Start again a worker that exited on its own, as compose's `restart:
+        unless-stopped` does for the shipped worker (a worker the test kills stays down
+        until the test starts it). Celery's worker can exit on a broker outage: kombu's
+        Redis transport fails restoring unacknowledged messages after the connection is
+        gone ("Unrecoverable error: 'NoneType' object has no attribute 'hostname'")."""
+        while not self.stopping.wait(0.5):
+            with self.process_lock:
+                for name, process in list(self.processes.items()):
+                    if name.startswith("worker") and process.poll() is not None:
+                        self.restarted.append(name)
+                        self.start_worker(name)
 
     def log_of(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
@@ -353,10 +372,12 @@ class Stack:
         self._spawn("beat", [str(VENV_BIN / "celery"), "-A", "shop", "beat", "--loglevel=INFO",
                              f"--schedule={self.root / 'beat-schedule'}"])
         wait_for(lambda: port_answers(self.web_port), 60, "the web server did not start")
+        threading.Thread(target=self._supervise, daemon=True).start()
         return self
 
     def stop(self, keep_logs: bool = False) -> None:
         """Stop everything and remove the stack; `keep_logs` keeps its logs for a look."""
+        self.stopping.set()
         for name in list(self.processes):
             try:
                 self.kill(name, signal.SIGTERM)
@@ -492,7 +513,8 @@ class Stack:
             wait_for(caught_up, timeout, "the projectors did not catch up")
         except AssertionError as exc:
             logs = {name: self.log_of(name)[-3000:] for name in self.processes}
-            raise AssertionError(f"{exc}\nstatus: {self.status()}\nlogs: {logs}") from None
+            raise AssertionError(f"{exc}\nstatus: {self.status()}\nworkers restarted after "
+                                 f"exiting: {self.restarted}\nlogs: {logs}") from None
 
     def assert_views_equal_write_model(self) -> None:
         result = self.manage("projections", "reconcile", "--all", check=False)
