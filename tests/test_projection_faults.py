@@ -138,7 +138,8 @@ def test_a_store_down_for_long_is_tried_again_within_seconds_of_each_failure(
     once the store is back, the lag that remains is at most that, not half a minute.
 
     (It was capped at 30 s: after a 10 s Elasticsearch outage the fault suite saw the
-    projectors wait up to 25 s more before they tried the store that was back.)
+    projectors first try the store that was back 13-16 s later; the doubling allowed
+    up to 25.6 s.)
     """
     _place(make_customer(balance_cents=100_000), make_product(stock=10))
     settings.ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
