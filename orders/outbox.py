@@ -20,9 +20,9 @@ from django.conf import settings
 from django.core import signing
 from django.db import connection, transaction
 
-from orders.context import current_request_id
 from orders.models import OutboxMessage
 from orders.signals import outbox_committed
+from shop.web.request_ids import current_request_id
 
 # Larger than any position a bigserial will hand out; used as "every row of this xid".
 MAX_POSITION = 2**63 - 1

@@ -12,7 +12,7 @@ def purge_idempotency_keys() -> int:
 
 @shared_task
 def purge_expired_api_tokens() -> int:
-    """Expired API tokens (requests refuse them already; see shop.api_tokens)."""
-    from shop.api_tokens import purge_expired_tokens
+    """Expired API tokens (requests refuse them already; see shop.web.api_tokens)."""
+    from shop.web.api_tokens import purge_expired_tokens
 
     return purge_expired_tokens()

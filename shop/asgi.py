@@ -2,7 +2,7 @@
 
 Web processes use a bounded database connection pool (DATABASE_POOL, on here unless
 the environment says otherwise) and admit a bounded number of requests at once
-(shop.admission). See README, "Connection budget" and "Load shedding".
+(shop.web.admission). See README, "Connection budget" and "Load shedding".
 """
 
 import os
@@ -16,13 +16,13 @@ from django.conf import settings  # noqa: E402
 
 django.setup(set_prefix=False)
 
-from shop.asgi_handler import OneHopASGIHandler  # noqa: E402
+from shop.web.asgi_handler import OneHopASGIHandler  # noqa: E402
 
 application = OneHopASGIHandler()
 
 # After Django's set-up: these import models.
 from readmodels.api.consistency import EarlyTokenWaits  # noqa: E402
-from shop.admission import Admission  # noqa: E402
+from shop.web.admission import Admission  # noqa: E402
 
 if settings.DEBUG:
     # Local runs serve the admin's static files; deployments put a web server in front.

@@ -10,10 +10,11 @@ import os
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from readmodels.metrics import ProjectionCollector
+from shop.web.errors import json_error
 
 _LOCAL_ADDRESSES = {"127.0.0.1", "::1"}
 
@@ -28,12 +29,10 @@ def _refusal(request) -> HttpResponse | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
         return None
-    response = JsonResponse(
-        {"error": {"code": "not_authenticated", "message": "Send Authorization: Bearer <METRICS_TOKEN>."}},
-        status=401,
+    return json_error(
+        "not_authenticated", "Send Authorization: Bearer <METRICS_TOKEN>.", 401,
+        headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
     )
-    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-    return response
 
 
 def metrics(request):

@@ -44,9 +44,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "shop.logs.RequestIdMiddleware",
+    "shop.web.request_ids.RequestIdMiddleware",
     # Outermost after the request id: a pool timeout anywhere below becomes 503.
-    "shop.admission.DatabaseBusyMiddleware",
+    "shop.web.database_busy.DatabaseBusyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS/JS, Swagger UI) from the app server itself: the
     # image runs uvicorn with no web server in front that could serve them.
@@ -176,7 +176,7 @@ CELERY_DB_REUSE_MAX = env.get_int("CELERY_DB_REUSE_MAX", 1000)
 REDIS_MAX_CONNECTIONS = env.get_int("REDIS_MAX_CONNECTIONS", 20)
 REDIS_POOL_TIMEOUT_SECONDS = float(env.get("REDIS_POOL_TIMEOUT_SECONDS", "1"))
 
-# Load shedding in each web process (shop.admission): requests in flight beyond these
+# Load shedding in each web process (shop.web.admission): requests in flight beyond these
 # answer 503 `overloaded` with Retry-After at once. Reads are refused first: commands
 # get the whole capacity, reads only WEB_MAX_READS of it. Token waits and consistency
 # streams do not count while they wait (they hold no thread and no connection); their
@@ -187,22 +187,22 @@ WEB_RETRY_AFTER_SECONDS = env.get_int("WEB_RETRY_AFTER_SECONDS", 1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "shop.api_tokens.ApiTokenAuthentication",
+        "shop.web.api_tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["orders.api.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["shop.web.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "EXCEPTION_HANDLER": "orders.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "shop.web.exception_handler.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Anonymous reads and every command are throttled per client; login has its own
-    # throttles (per address and per account) on its view. See shop/throttles.py.
+    # throttles (per address and per account) on its view. See shop/web/throttles.py.
     "DEFAULT_THROTTLE_CLASSES": [
-        "shop.throttles.AnonymousReadThrottle",
-        "shop.throttles.CommandThrottle",
+        "shop.web.throttles.AnonymousReadThrottle",
+        "shop.web.throttles.CommandThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         scope: env.get(f"THROTTLE_RATE_{scope.upper()}", default)
@@ -253,9 +253,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "shop.openapi.add_stream",
-        "shop.openapi.add_error_responses",
-        "shop.openapi.add_common_headers",
+        "readmodels.api.openapi.add_stream",
+        "shop.web.openapi.add_error_responses",
+        "shop.web.openapi.add_common_headers",
     ],
 }
 
@@ -280,7 +280,7 @@ SHOP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "shop.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "shop.web.logs.JsonFormatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": env.get("LOG_LEVEL", "INFO")},
     # One line per HTTP request to Elasticsearch is noise at INFO.
@@ -386,7 +386,7 @@ CELERY_BEAT_SCHEDULE = {
 # The throttles' counters live in Redis so every web process (and container) shares
 # them; the namespace keeps a test run's or another shop's counters apart. Their client
 # is bounded like every other Redis client of a web process: past the pool's wait the
-# throttles let the request through (shop.throttles).
+# throttles let the request through (shop.web.throttles).
 THROTTLE_KEY_PREFIX = env.get("THROTTLE_KEY_PREFIX", f"{READMODELS['NAMESPACE']}:throttle")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 
 from orders import commands, errors, outbox
-from orders.context import current_request_id
 from orders.models import Customer, OutboxMessage, Product
+from shop.web.request_ids import current_request_id
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from orders.models import OutboxMessage
-from shop.logs import JsonFormatter
+from shop.web.logs import JsonFormatter
 from tests.readside import project_all
 
 pytestmark = pytest.mark.django_db(transaction=True)

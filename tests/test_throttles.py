@@ -283,7 +283,7 @@ def test_requests_racing_at_the_limit_pass_no_more_than_the_rate(django_db_setup
     rate of 5, exactly 5 pass, and the refused learn when the window frees a place."""
     import threading
 
-    from shop.throttles import RedisRateThrottle
+    from shop.web.throttles import RedisRateThrottle
 
     ident = uuid.uuid4().hex
 

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from orders import commands, selectors
 from orders.api import serializers as s
-from shop.asgi_handler import OneHopASGIHandler
+from shop.web.asgi_handler import OneHopASGIHandler
 
 
 def _get(path: str) -> dict:
@@ -98,7 +98,7 @@ def test_a_token_is_checked_with_one_query_that_the_orm_does_not_build(monkeypat
     from knox.models import AuthToken
     from rest_framework.exceptions import AuthenticationFailed
 
-    from shop.api_tokens import ApiTokenAuthentication
+    from shop.web.api_tokens import ApiTokenAuthentication
 
     hana = get_user_model().objects.create_user(username="hana", email="hana@example.com")
     row, token = AuthToken.objects.create(user=hana)

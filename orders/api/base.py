@@ -15,6 +15,8 @@ from rest_framework.views import APIView
 from orders import errors, idempotency, metrics, selectors, signals
 from orders.commands import Committed
 from orders.models import Customer
+from shop.web.metrics import READS
+from shop.web.permissions import require_staff_permission
 
 CONSISTENCY_HEADER = OpenApiParameter(
     "X-Consistency",
@@ -84,24 +86,6 @@ class NotACustomer(exceptions.PermissionDenied):
     default_code = "not_a_customer"
 
 
-class StaffOnly(exceptions.PermissionDenied):
-    default_detail = "Only staff may do this."
-    default_code = "staff_only"
-
-
-class PermissionRequired(exceptions.PermissionDenied):
-    default_detail = "Your login does not have the permission this needs."
-    default_code = "permission_required"
-
-
-def require_staff_permission(request, permission: str) -> None:
-    """Refuse anyone but staff holding `permission` (given directly or by a group)."""
-    if not request.user.is_staff:
-        raise StaffOnly()
-    if not request.user.has_perm(permission):
-        raise PermissionRequired(f"This needs the permission {permission}.")
-
-
 class ShopView(APIView):
     def acting_customer(self, request, staff_permission: str) -> Customer | None:
         """Return the caller's customer, or None for staff holding `staff_permission`.
@@ -126,7 +110,7 @@ class StrongReadView(ShopView):
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         if request.method == "GET" and 200 <= response.status_code < 300:
-            metrics.READS.labels("write_model", "strong").inc()
+            READS.labels("write_model", "strong").inc()
             response["X-Consistency"] = "strong"
             version = (response.data or {}).get("version") if hasattr(response, "data") else None
             if version is not None:

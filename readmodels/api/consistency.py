@@ -29,13 +29,13 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from orders.metrics import READS
 from orders.outbox import InvalidToken, Position, decode_token
 from readmodels import config, sessions
 from readmodels.pipeline import progress
 from readmodels.pipeline.progress import ReadModelState
 from readmodels.stores import StoreUnavailable, read_deadline
-from shop.admission import Overloaded, overloaded_response, parked, refuse
+from shop.web.admission import Overloaded, overloaded_response, place_given_back, send_overloaded
+from shop.web.metrics import READS
 
 WAITS_REFUSED = Counter(
     "shop_token_waits_refused_total",
@@ -306,7 +306,7 @@ async def _prepare(read_model: str, request, waiting: progress.Waiting, identify
             current = await waiting.state(read_model, started + allowance)
             reached = current.covers(token)
         else:
-            async with parked(request, allowance):
+            async with place_given_back(request, allowance):
                 reached, current = await waiting.wait_for(
                     read_model, token, started + max_wait_ms / 1000
                 )
@@ -351,7 +351,7 @@ class EarlyTokenWaits:
                     read_model, request, functools.partial(_identify, request)
                 )
                 if prepared.overloaded:
-                    return await refuse(send)
+                    return await send_overloaded(send)
         return await self.app(scope, receive, send)
 
 

@@ -25,21 +25,20 @@ from readmodels import projectors
 from readmodels.api.consistency import InvalidMaxWait, parse_max_wait_ms
 from readmodels.pipeline import progress
 from readmodels.stores import StoreUnavailable
-from shop import throttles
-from shop.admission import leave
+from shop.web import throttles
+from shop.web.admission import stop_counting
+from shop.web.errors import json_error
 
 DEFAULT_WAIT_MS = 10_000
 MAX_WAIT_MS = 60_000
 
 
 def _error(code: str, message: str, status: int = 400) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    return json_error(code, message, status)
 
 
 def _too_many(code: str, message: str, retry_after: int) -> JsonResponse:
-    response = _error(code, message, 429)
-    response["Retry-After"] = str(retry_after)
-    return response
+    return json_error(code, message, 429, headers={"Retry-After": str(retry_after)})
 
 
 def _slots_key(request) -> str:
@@ -95,9 +94,8 @@ async def consistency_stream(request):
     waiting = progress.waiting()
     if waiting.full():
         # A stream is a waiting reader too; the process admits a bounded number of them.
-        response = _error("overloaded", "Too many readers are waiting; retry shortly.", 503)
-        response["Retry-After"] = str(settings.WEB_RETRY_AFTER_SECONDS)
-        return response
+        return json_error("overloaded", "Too many readers are waiting; retry shortly.", 503,
+                          headers={"Retry-After": str(settings.WEB_RETRY_AFTER_SECONDS)})
 
     retry_after = await sync_to_async(throttles.stream_wait)(request)
     if retry_after is not None:
@@ -151,7 +149,7 @@ async def consistency_stream(request):
 
     # From here on the stream only waits: it counts among the waiting readers, not
     # among the requests in flight.
-    leave(request)
+    stop_counting(request)
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

@@ -15,7 +15,6 @@ from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from orders.api.base import require_staff_permission
 from orders.models import OrderStatus
 from readmodels import projectors, queries
 from readmodels.api import serializers as out
@@ -24,6 +23,7 @@ from readmodels.api.consistency import (
     eventual_description,
     projected_parameters,
 )
+from shop.web.permissions import require_staff_permission
 
 
 class NotFound(exceptions.NotFound):

@@ -100,4 +100,4 @@ def purge_expired_tokens() -> int:
 class ApiTokenScheme(KnoxTokenScheme):
     """The API's OpenAPI security scheme: knox's, for the class the API uses."""
 
-    target_class = "shop.api_tokens.ApiTokenAuthentication"
+    target_class = "shop.web.api_tokens.ApiTokenAuthentication"

@@ -3,7 +3,7 @@
 POST /api/auth/token {"username", "password"} -> {"token", "expiry"}: the token is shown
 once; the database keeps only its hash. It expires after REST_KNOX TOKEN_TTL.
 POST /api/auth/logout revokes the token the request is made with. Login is throttled per
-address and per account (shop.throttles), so password guessing is slowed both ways.
+address and per account (shop.web.throttles), so password guessing is slowed both ways.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orders.api.parsers import JSONParser
-from shop.api_tokens import ApiTokenAuthentication
-from shop.throttles import LoginAccountThrottle, LoginAddressThrottle
+from shop.web.api_tokens import ApiTokenAuthentication
+from shop.web.parsers import JSONParser
+from shop.web.throttles import LoginAccountThrottle, LoginAddressThrottle
 
 
 class LoginSerializer(serializers.Serializer):

@@ -1,42 +1,26 @@
-"""Structured logs: one JSON object per line, with the request id of what caused it."""
+"""Request ids: every request gets one (the caller's X-Request-ID if sane), for logs and outbox rows.
+
+`current_request_id` is set per request (or Celery task) so that the log lines and the
+outbox rows it causes carry the id of what caused them.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
+import contextvars
 import re
 import uuid
-from datetime import UTC, datetime
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from orders.context import current_request_id
+current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "current_request_id", default=""
+)
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None) or current_request_id.get()
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and key not in entry:
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
 class RequestIdMiddleware:
-    """Give every request an id (the caller's X-Request-ID if sane), for logs and outbox rows."""
+    """Give every request an id, and answer it in X-Request-ID."""
 
     # Async-capable: a sync-only middleware would hold a thread for the whole request
     # under ASGI, also while a projected read waits for its token.

@@ -1,7 +1,7 @@
-"""One exception handler that turns every error into JSON with a stable code.
+"""DRF's one exception handler: every error a DRF view raises, as the shop's JSON error.
 
-Shape: {"error": {"code": "...", "message": "...", "fields": {...}}}. Fields appear for
-validation errors only, keyed by the request field that was wrong.
+The body is shop.web.errors' (`fields` for validation errors only, keyed by the request
+field that was wrong); the code is the exception's `default_code` or its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from shop.admission import is_database_busy, record_shed
+from shop.web import database_busy
+from shop.web.errors import error_body
+from shop.web.metrics import record_shed
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +60,7 @@ def _fields(detail, prefix: str = "") -> dict[str, list[dict[str, str]]]:
 
 
 def error_response(code: str, message: str, http_status: int, fields=None, headers=None):
-    body = {"error": {"code": code, "message": message}}
-    if fields:
-        body["error"]["fields"] = fields
-    return Response(body, status=http_status, headers=headers)
+    return Response(error_body(code, message, fields), status=http_status, headers=headers)
 
 
 def exception_handler(exc, context):
@@ -96,15 +95,15 @@ def exception_handler(exc, context):
             "The change would break a rule of the shop and was not made.",
             status.HTTP_409_CONFLICT,
         )
-    if isinstance(exc, OperationalError) and is_database_busy(exc):
+    if isinstance(exc, OperationalError) and database_busy.is_database_busy(exc):
         # The pool had no free connection within its timeout: the database is up but
         # every connection of this process is in use; the request did nothing.
         logger.warning("no database connection within the pool timeout: %s", exc)
         request = context.get("request")
-        record_shed(request.method if request is not None else "GET", "database_busy")
+        record_shed(request.method if request is not None else "GET", database_busy.CODE)
         return error_response(
-            "database_busy",
-            "Every database connection is busy; nothing was changed. Retry shortly.",
+            database_busy.CODE,
+            database_busy.MESSAGE,
             status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(settings.WEB_RETRY_AFTER_SECONDS)},
         )

@@ -2,7 +2,7 @@
 
 Scopes (rates in settings.REST_FRAMEWORK, each set by THROTTLE_RATE_<SCOPE>):
 anonymous reads per address, commands per user (per address when anonymous), login per
-address and per account, and the consistency stream per address (readmodels/api/stream.py,
+address and per account, and the consistency stream per address (the read side's stream,
 which is a plain Django view and so uses `stream_allowed` here). A throttled request is a
 429 `throttled` with Retry-After.
 """
