@@ -11,7 +11,7 @@ from django.db import connection
 
 from orders import commands
 from orders.models import OutboxMessage
-from orders.outbox import Position
+from orders.outbox import Position, upkeep
 from readmodels import config, projectors
 from readmodels.models import Checkpoint
 from readmodels.operations import restore, retention, status
@@ -56,7 +56,7 @@ def _as_if_restored_into_a_new_cluster() -> None:
 
 
 def _old_cluster_rows() -> int:
-    return OutboxMessage.objects.filter(xid__gte=restore.next_xid()).count()
+    return OutboxMessage.objects.filter(xid__gte=upkeep.next_xid()).count()
 
 
 def test_restore_command_brings_the_read_side_back(

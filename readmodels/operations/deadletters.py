@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from django.utils import timezone
 
 from orders import outbox
@@ -10,17 +9,6 @@ from orders.outbox import OutboxRow
 from readmodels import config, projectors
 from readmodels.models import DeadLetter, DeadLetterStatus
 from readmodels.pipeline import runner
-
-
-def _segment_of(partition_key: str, segments: int) -> int:
-    if segments == 1:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {outbox.segment_sql(segments)} FROM (SELECT %s::text AS partition_key) k",
-            [partition_key],
-        )
-        return cursor.fetchone()[0]
 
 
 def _as_row(letter: DeadLetter) -> OutboxRow:
@@ -46,7 +34,7 @@ def retry(letter: DeadLetter) -> bool:
     """
     projector = projectors.get(letter.projector)
     segments = config.segments(projector.name)
-    segment = _segment_of(letter.partition_key, segments)
+    segment = outbox.segment_of(letter.partition_key, segments)
     with runner.segment_lock(projector.name, segment, segments) as acquired:
         if not acquired:
             return False

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import connection
-
-from orders.models import OutboxMessage
+from orders.outbox import upkeep
 from readmodels import projectors
 from readmodels.models import Rebuild, RebuildStatus
 from readmodels.operations import rebuild
@@ -44,35 +42,13 @@ class RestoreResult:
     rebuilt: list[Rebuild] = field(default_factory=list)
 
 
-def next_xid() -> int:
-    """The new cluster's next transaction id (assigns none itself)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-        return cursor.fetchone()[0]
-
-
 def delete_rows_from_the_old_cluster() -> int:
-    table = OutboxMessage._meta.db_table
-    deleted = 0
-    while True:
-        with connection.cursor() as cursor:
-            # Each statement compares with its own snapshot's next xid: a visible row
-            # numbered at or above it cannot have been written by this cluster.
-            cursor.execute(
-                f"DELETE FROM {table} WHERE position IN ("
-                f"  SELECT position FROM {table} "
-                "   WHERE xid >= pg_snapshot_xmax(pg_current_snapshot()) LIMIT %s)",
-                [DELETE_BATCH],
-            )
-            count = cursor.rowcount
-        deleted += count
-        if count < DELETE_BATCH:
-            return deleted
+    return upkeep.delete_rows_of_another_cluster(batch_size=DELETE_BATCH)
 
 
 def set_aside_old_rebuilds() -> int:
     return Rebuild.objects.filter(
-        status__in=rebuild.UNFINISHED, caught_up_xid__gte=next_xid()
+        status__in=rebuild.UNFINISHED, caught_up_xid__gte=upkeep.next_xid()
     ).update(
         status=RebuildStatus.FAILED,
         error="set aside after a restore: its positions belong to the old cluster",

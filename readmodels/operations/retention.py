@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import connection
 from django.utils import timezone
 
-from orders.models import OutboxMessage
+from orders.outbox import Position, upkeep
 from readmodels import config, projectors
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus, Rebuild, RebuildStatus
 
@@ -60,19 +59,7 @@ def purge(*, batch_size: int = 5000, max_batches: int = 100) -> int:
             status__in=[DeadLetterStatus.DEAD, DeadLetterStatus.RETRYING]
         ).values_list("outbox_position", flat=True)
     )
-    table = OutboxMessage._meta.db_table
-    deleted = 0
-    for _ in range(max_batches):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {table} WHERE position IN ("
-                f"  SELECT position FROM {table} "
-                "   WHERE (xid, position) <= (%s::text::xid8, %s) AND created_at < %s "
-                "   AND NOT (position = ANY(%s)) ORDER BY xid, position LIMIT %s)",
-                [str(horizon[0]), horizon[1], cutoff, kept, batch_size],
-            )
-            count = cursor.rowcount
-        deleted += count
-        if count < batch_size:
-            break
-    return deleted
+    return upkeep.delete_passed(
+        up_to=Position(*horizon), created_before=cutoff, keep=kept, batch_size=batch_size,
+        max_batches=max_batches,
+    )

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from orders import outbox
-from orders.models import OutboxMessage
+from orders.outbox import Position, upkeep
 from readmodels import config, projectors
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
 
@@ -57,29 +56,12 @@ class SegmentStatus:
 
 
 def _behind(projector, checkpoint: Checkpoint, cap: int | None) -> tuple[int, datetime | None]:
-    where = ["(xid, position) > (%s::text::xid8, %s)", "aggregate_type = ANY(%s)"]
-    params: list = [str(checkpoint.xid), checkpoint.position, list(projector.consumes)]
-    if checkpoint.segments > 1:
-        where.append(f"{outbox.segment_sql(checkpoint.segments)} = %s")
-        params.append(checkpoint.segment)
-    table = OutboxMessage._meta.db_table
-    with connection.cursor() as cursor:
-        if cap is None:
-            cursor.execute(
-                f"SELECT count(*), min(created_at) FROM {table} WHERE {' AND '.join(where)}",
-                params,
-            )
-        else:
-            # Walk the commit-order index from the checkpoint and stop after `cap` rows:
-            # the cost follows the cap, not how far behind the segment is (a full count
-            # of a segment far behind scans everything after its checkpoint).
-            cursor.execute(
-                f"SELECT count(*), min(created_at) FROM (SELECT created_at FROM {table} "
-                f"WHERE {' AND '.join(where)} ORDER BY xid, position LIMIT %s) behind",
-                [*params, cap],
-            )
-        count, oldest = cursor.fetchone()
-    return count, oldest
+    return outbox.rows_behind(
+        Position(checkpoint.xid, checkpoint.position),
+        aggregate_types=list(projector.consumes),
+        segment=(checkpoint.segment, checkpoint.segments),
+        cap=cap,
+    )
 
 
 def segment_statuses(*, rows_behind_cap: int | None = None) -> list[SegmentStatus]:
@@ -129,13 +111,4 @@ def segment_statuses(*, rows_behind_cap: int | None = None) -> list[SegmentStatu
 
 
 def outbox_size() -> int:
-    with connection.cursor() as cursor:
-        # The planner's estimate: exact counts of a large outbox are too slow to scrape.
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-            [OutboxMessage._meta.db_table],
-        )
-        estimate = cursor.fetchone()[0]
-    if estimate is None or estimate < 100_000:
-        return OutboxMessage.objects.count()
-    return estimate
+    return upkeep.size()

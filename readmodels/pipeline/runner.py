@@ -34,7 +34,6 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from orders import outbox
-from orders.models import OutboxMessage
 from orders.outbox import OutboxRow, Position
 from readmodels import config, metrics
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
@@ -217,19 +216,9 @@ _store_checked_at: dict[str, float] = {}
 
 def _pending_since(projector: Projector, position: Position, segment, segments):
     """Creation time of the first row after `position` (committed, maybe held back)."""
-    where = ["(xid, position) > (%s::text::xid8, %s)", "aggregate_type = ANY(%s)"]
-    params: list = [str(position.xid), position.position, list(projector.consumes)]
-    if segments > 1:
-        where.append(f"{outbox.segment_sql(segments)} = %s")
-        params.append(segment)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT created_at FROM {OutboxMessage._meta.db_table} "
-            f"WHERE {' AND '.join(where)} ORDER BY xid, position LIMIT 1",
-            params,
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
+    return outbox.first_pending_since(
+        position, aggregate_types=list(projector.consumes), segment=(segment, segments)
+    )
 
 
 def _write(projector: Projector, rows: list[OutboxRow], *, refresh: bool = True) -> None:
