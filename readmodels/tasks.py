@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection
 
 from readmodels import config, projectors
 from readmodels.pipeline import progress, runner
-from readmodels.stores import StoreUnavailable, redis_store
+from readmodels.stores import StoreUnavailable, adapters, redis_store
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def lane_of(name: str, segment: int) -> str:
     stores run in parallel (a slow Elasticsearch never holds the Redis views back), and
     so do the segments of a split read model.
     """
-    return f"{projectors.get(name).store}.{segment}"
+    return f"{projectors.get(name).store.name}.{segment}"
 
 
 def lane_segments(lane: str) -> list[tuple[str, int, int]]:
@@ -42,7 +42,7 @@ def lane_segments(lane: str) -> list[tuple[str, int, int]]:
     return [
         (p.name, int(segment), config.segments(p.name))
         for p in projectors.PROJECTORS.values()
-        if p.store == store and int(segment) < config.segments(p.name)
+        if p.store.name == store and int(segment) < config.segments(p.name)
     ]
 
 
@@ -292,7 +292,7 @@ def wake(lane: str) -> None:
     flag = wake_flag(lane)
     lease = _Lease(client, flag)
     linger = config.micro_batch_linger()
-    proportional = lane.startswith("elasticsearch.")
+    proportional = adapters.BY_NAME[lane.rsplit(".", 1)[0]].linger_like_a_pass
     deadline = time.monotonic() + config.run_time_budget()
     while True:
         started = time.monotonic()

@@ -23,7 +23,7 @@ def reset_read_models() -> None:
         client.delete(*keys)
     store = es.client()
     for projector in projectors.PROJECTORS.values():
-        if projector.store == "elasticsearch":
+        if projector.store.name == "elasticsearch":
             alias = es.alias(projector.name)
             # Deletes name their indices: real Elasticsearch refuses wildcard deletes.
             names = list(store.indices.get(index=f"{alias}_v*", allow_no_indices=True))
@@ -120,7 +120,7 @@ def redis_docs(name: str) -> dict[str, tuple[int, dict]]:
 
 def view_docs(name: str) -> dict[str, tuple[int, dict]]:
     projector = projectors.get(name)
-    return es_docs(name) if projector.store == "elasticsearch" else redis_docs(name)
+    return es_docs(name) if projector.store.name == "elasticsearch" else redis_docs(name)
 
 
 def fresh_docs(name: str) -> dict[str, tuple[int, dict]]:

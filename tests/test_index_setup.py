@@ -44,7 +44,7 @@ def _setup(*args: str) -> str:
 
 def test_setup_makes_every_index_with_its_alias_and_mapping_hash(read_models):
     for projector in projectors.PROJECTORS.values():
-        if projector.store != "elasticsearch":
+        if projector.store.name != "elasticsearch":
             continue
         index = es.current_index(projector.name)
         assert index == es.index_name(projector.name, 1)

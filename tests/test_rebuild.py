@@ -89,7 +89,7 @@ def test_rebuild_while_writes_continue(read_models, make_customer, make_product,
     # caught up nothing committed during the rebuild is missing.
     project_all()
     assert view_docs(name) == fresh_docs(name)
-    if projectors.get(name).store == "elasticsearch":
+    if projectors.get(name).store.name == "elasticsearch":
         assert es.current_index(name) == es.index_name(name, run.generation)
         assert not es.client().indices.exists(index=es.index_name(name, run.previous_generation))
     else:

@@ -59,7 +59,7 @@ def test_reconcile_finds_and_repairs_exactly_the_corruption(shop_with_views, nam
     assert view_docs(name) == fresh_docs(name)
     keys = sorted(fresh_docs(name))
     corrupted = (
-        _corrupt_es(name, keys) if projector.store == "elasticsearch" else _corrupt_redis(name, keys)
+        _corrupt_es(name, keys) if projector.store.name == "elasticsearch" else _corrupt_redis(name, keys)
     )
 
     report = reconcile.reconcile(name)
@@ -172,7 +172,7 @@ def test_a_document_ahead_of_postgresql_is_reported_for_a_rebuild_not_rewritten(
     key = str(shop_with_views[2][3].pk)
     version, body = view_docs(name)[key]
     forged = {**body, "status": "shipped"}
-    if projectors.get(name).store == "elasticsearch":
+    if projectors.get(name).store.name == "elasticsearch":
         es.client().index(
             index=es.alias(name), id=key, document=forged, version=version + 5,
             version_type="external", refresh=True,

@@ -33,7 +33,7 @@ from orders.outbox import Position
 from readmodels import config, projectors
 from readmodels.models import Checkpoint, Rebuild, RebuildStatus
 from readmodels.pipeline import progress, runner
-from readmodels.stores import StoreUnavailable, es, redis_store
+from readmodels.stores import StoreUnavailable, redis_store
 
 logger = logging.getLogger(__name__)
 
@@ -81,19 +81,11 @@ def _write(projector, docs, generation: int) -> dict:
     raise AssertionError("unreachable")
 
 
-def _live_generation(projector) -> int:
-    if projector.store == "elasticsearch":
-        index = es.current_index(projector.name)
-        return es.generation_of(index) if index else 0
-    return redis_store.generation(projector.name)
-
-
 def _start(projector) -> Rebuild:
-    live = _live_generation(projector)
+    live = projector.store.live_generation(projector.name)
     latest = Rebuild.objects.filter(projector=projector.name).order_by("-generation").first()
     target = max(live, latest.generation if latest else 0) + 1
-    if projector.store == "elasticsearch":
-        es.create_index(projector.name, target, projector.mappings)
+    projector.store.create_generation(projector.name, target, projector.mappings)
     start = outbox.high_water_mark()
     total = sum(len(keys) for keys in projector.all_keys(5000))
     return Rebuild.objects.create(
@@ -236,11 +228,8 @@ def _reset_checkpoints(projector, position: Position) -> None:
 
 
 def _switch(projector, rebuild: Rebuild) -> None:
-    # Both are idempotent: a resumed last step may switch to the same generation again.
-    if projector.store == "elasticsearch":
-        es.swap_alias(projector.name, es.index_name(projector.name, rebuild.generation))
-    else:
-        redis_store.set_generation(projector.name, rebuild.generation)
+    # Idempotent: a resumed last step may switch to the same generation again.
+    projector.store.switch_to(projector.name, rebuild.generation)
 
 
 def _finish(projector, rebuild: Rebuild, *, batch_size: int, lock_wait_seconds: float,
@@ -361,10 +350,7 @@ def schedule_drop(name: str, generation: int, grace_seconds: float) -> None:
 def drop_generation(name: str, generation: int) -> None:
     """Delete an old generation, unless it is (again) the live one."""
     projector = projectors.get(name)
-    if _live_generation(projector) == generation:
+    if projector.store.live_generation(name) == generation:
         logger.warning("not dropping %s generation %s: it is live", name, generation)
         return
-    if projector.store == "elasticsearch":
-        es.drop_index(es.index_name(name, generation))
-    else:
-        redis_store.drop_generation(name, generation)
+    projector.store.drop_generation(name, generation)

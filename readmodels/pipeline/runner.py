@@ -453,12 +453,10 @@ def _heal_if_store_lost(projector: Projector, checkpoint: Checkpoint) -> None:
         return
     # A store round trip per run is a fixed cost paid by every tiny batch under load, so
     # look at most once in a while (and at once after a failure of the store). Documents
-    # written to an emptied store in between are re-projected with the rest. A lost
-    # Elasticsearch index also fails the next bulk write (it requires the alias), which
-    # clears the mark, so that store is looked at less often: on the one-at-a-time dev
-    # server each look waits in line with the writes.
+    # written to an emptied store in between are re-projected with the rest. How often
+    # is the store's own matter (ViewStore.lost_check_sweeps).
     checked = _store_checked_at.get(projector.name)
-    every = config.sweep_interval() * (30 if projector.store == "elasticsearch" else 1)
+    every = config.sweep_interval() * projector.store.lost_check_sweeps
     if checked is not None and time.monotonic() - checked < every:
         return
     lost = projector.store_lost_data()
@@ -468,8 +466,7 @@ def _heal_if_store_lost(projector: Projector, checkpoint: Checkpoint) -> None:
     logger.warning(
         "the %s store has lost its documents; re-projecting every aggregate", projector.name
     )
-    if projector.store == "elasticsearch":
-        projector.mark_store_populated()  # creates the index and alias again
+    projector.store.make_ready(projector.name, projector.mappings)
     healed = 0
     for keys in projector.all_keys(config.batch_size()):
         projector.write(projector.documents_by_key(keys))

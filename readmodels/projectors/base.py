@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from orders.outbox import OutboxRow
-from readmodels.stores import es, redis_store
-from readmodels.stores.es import Doc
+from readmodels.stores import Doc
+from readmodels.stores.adapters import ViewStore
 
 
 class Projector:
     name: str
-    store: str  # "elasticsearch" or "redis"
+    store: ViewStore
     consumes: tuple[str, ...]
+    # The Elasticsearch mappings of the view's index (None for a store without any).
+    mappings: dict | None = None
 
     def keys_for(self, rows: Iterable[OutboxRow]) -> set[str]:
         """Return the document keys the rows touch (may need no database at all)."""
@@ -47,45 +49,28 @@ class Projector:
         `generation` writes into that index or key generation instead of the live one
         (a rebuild in progress). `refresh=False`: searchable only after `refresh()`.
         """
-        if self.store == "elasticsearch":
-            index = es.index_name(self.name, generation) if generation else None
-            return es.bulk_write(self.name, docs, index=index, refresh=refresh).failed
-        redis_store.write_documents(self.name, docs, gen=generation)
-        return {}
+        return self.store.write(self.name, docs, generation=generation, refresh=refresh)
 
     def refresh(self) -> None:
         """Make every write so far visible to readers (Redis writes are at once)."""
-        if self.store == "elasticsearch":
-            es.refresh(self.name)
+        self.store.refresh(self.name)
 
     def stored_versions(self, keys: list[str]) -> dict[str, int]:
-        if self.store == "elasticsearch":
-            return es.get_versions(self.name, keys)
-        return redis_store.read_versions(self.name, keys)
+        return self.store.stored_versions(self.name, keys)
 
     def stored_keys(self) -> Iterable[list[str]]:
         """Yield the keys of every document the live view holds, in batches."""
-        if self.store == "elasticsearch":
-            return es.iter_ids(self.name)
-        return redis_store.iter_keys(self.name)
+        return self.store.stored_keys(self.name)
 
     def delete(self, keys: list[str]) -> None:
-        if self.store == "elasticsearch":
-            es.delete_ids(self.name, keys)
-        else:
-            redis_store.delete_keys(self.name, keys)
+        self.store.delete(self.name, keys)
 
     def store_lost_data(self) -> bool:
         """True when the store has lost this view (Redis restarted empty, index gone)."""
-        if self.store == "elasticsearch":
-            return es.current_index(self.name) is None
-        return redis_store.lost_data(self.name)
+        return self.store.lost(self.name)
 
     def mark_store_populated(self) -> None:
-        if self.store == "elasticsearch":
-            es.ensure_index(self.name, self.mappings)
-        else:
-            redis_store.mark_populated(self.name)
+        self.store.mark_populated(self.name, self.mappings)
 
     def all_keys(self, batch_size: int = 1000, after: str | None = None) -> Iterable[list[str]]:
         """Yield every key of the read model in key order, in batches, after `after`."""

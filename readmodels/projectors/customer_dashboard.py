@@ -12,7 +12,8 @@ from django.db import connection
 
 from orders.models import Customer, Order
 from readmodels.projectors.base import Projector, keys_in_order
-from readmodels.stores.es import Doc
+from readmodels.stores import Doc
+from readmodels.stores.adapters import REDIS
 
 RECENT_ORDERS = 20
 OPEN_STATUSES = ("pending", "paid")
@@ -27,7 +28,7 @@ _ISO_UTC = (
 
 class CustomerDashboardProjector(Projector):
     name = "customer_dashboard"
-    store = "redis"
+    store = REDIS
     consumes = ("customer", "order")
 
     def keys_for(self, rows):

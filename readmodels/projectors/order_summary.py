@@ -7,7 +7,8 @@ import uuid
 from orders.models import Order
 from readmodels.projectors.base import Projector, keys_in_order
 from readmodels.projectors.order_state import iso, load_orders
-from readmodels.stores.es import Doc
+from readmodels.stores import Doc
+from readmodels.stores.adapters import REDIS
 
 
 def build(order: dict) -> Doc:
@@ -60,7 +61,7 @@ def _uuids(keys) -> list[uuid.UUID]:
 
 class OrderSummaryProjector(Projector):
     name = "order_summary"
-    store = "redis"
+    store = REDIS
     consumes = ("order",)
 
     def keys_for(self, rows):

@@ -16,7 +16,8 @@ from orders.models import Order
 from readmodels.projectors.base import Projector, chunks
 from readmodels.projectors.order_state import iso, load_orders
 from readmodels.projectors.order_summary import OrderSummaryProjector, order_keys_that_exist
-from readmodels.stores.es import Doc
+from readmodels.stores import Doc
+from readmodels.stores.adapters import ELASTICSEARCH
 
 # Customer changes that show in an order's document; balance moves do not.
 CUSTOMER_EVENTS = {"CustomerUpdated"}
@@ -76,7 +77,7 @@ def build(order: dict) -> Doc:
 
 class OrdersSearchProjector(Projector):
     name = "orders_search"
-    store = "elasticsearch"
+    store = ELASTICSEARCH
     consumes = ("order", "customer")
     mappings = MAPPINGS
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from orders.models import Product
 from readmodels.projectors.base import Projector, keys_in_order
-from readmodels.stores.es import Doc
+from readmodels.stores import Doc
+from readmodels.stores.adapters import ELASTICSEARCH
 
 MAPPINGS = {
     "dynamic": "strict",
@@ -46,7 +47,7 @@ def build(product: Product) -> Doc:
 
 class ProductsSearchProjector(Projector):
     name = "products_search"
-    store = "elasticsearch"
+    store = ELASTICSEARCH
     consumes = ("product",)
     mappings = MAPPINGS
 

@@ -1,6 +1,17 @@
-"""Clients of the read side's stores: Elasticsearch and Redis."""
+"""The read side's stores: Elasticsearch and Redis (clients in es and redis_store, one
+interface over both in adapters), and what every store has in common."""
 
 from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A document of a view: its key, its version (the write gate) and its body."""
+
+    key: str
+    version: int
+    body: dict
 
 
 class StoreUnavailable(Exception):

@@ -19,7 +19,7 @@ from django.conf import settings
 from elasticsearch import ApiError, Elasticsearch, helpers
 
 from readmodels import config
-from readmodels.stores import StoreSlow, StoreUnavailable, read_deadline
+from readmodels.stores import Doc, StoreSlow, StoreUnavailable, read_deadline
 
 CONNECTION_ERRORS = (
     elastic_transport.ConnectionError,
@@ -73,13 +73,6 @@ def alias(model: str) -> str:
 
 def index_name(model: str, generation: int) -> str:
     return f"{alias(model)}_v{generation}"
-
-
-@dataclass(frozen=True)
-class Doc:
-    key: str
-    version: int
-    body: dict
 
 
 INDEX_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}

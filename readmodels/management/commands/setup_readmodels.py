@@ -30,8 +30,8 @@ class Command(BaseCommand):
     def handle(self, *args, rebuild_on_mapping_change=False, **options):
         changed = []
         for projector in projectors.PROJECTORS.values():
-            if projector.store != "elasticsearch":
-                continue
+            if not projector.mappings:
+                continue  # a store without mappings (Redis) has no index to make
             try:
                 index = es.ensure_index(projector.name, projector.mappings)
                 stored = es.stored_mapping_hash(projector.name)
