@@ -3,12 +3,13 @@
 from django.dispatch import receiver
 
 from orders.signals import command_answered, outbox_committed
-from readmodels import sessions, tasks
+from readmodels import sessions
+from readmodels.pipeline import wake_groups
 
 
 @receiver(outbox_committed)
 def wake_projectors_after_commit(sender, aggregate_types, position=None, **kwargs) -> None:
-    tasks.wake_best_effort(aggregate_types, position)
+    wake_groups.wake_best_effort(aggregate_types, position)
 
 
 @receiver(command_answered)

@@ -272,9 +272,9 @@ _HOLD_A_SEGMENT_LOCK = """
 import sys, time, django
 django.setup()
 from django.db import connection
-from readmodels.pipeline import runner
+from readmodels.pipeline import locks
 name, segment, segments = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with runner.segment_lock(name, segment, segments) as acquired:
+with locks.try_lock(locks.segment_key(name, segment, segments)) as acquired:
     raw = connection.connection
     print(acquired, raw.info.backend_pid, raw.fileno(), flush=True)
     time.sleep(3600)

@@ -11,7 +11,7 @@ from django.db import connection
 from orders.models import OutboxMessage
 from orders.outbox import Position
 from readmodels import config, projectors
-from readmodels.pipeline import runner
+from readmodels.pipeline import checkpoints, runner
 from readmodels.stores import es, redis_store
 
 
@@ -77,7 +77,7 @@ def project_all(timeout: float = 60.0, **kwargs) -> dict[str, runner.RunResult]:
                     if result.complete:
                         break
                 results[f"{name}[{segment}]"] = result
-                checkpoint = runner.checkpoint_for(name, segment, segments)
+                checkpoint = checkpoints.checkpoint_for(name, segment, segments)
                 if target and not Position(checkpoint.xid, checkpoint.position).covers(target):
                     behind.append(name)
         if not behind:

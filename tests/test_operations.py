@@ -22,7 +22,7 @@ from orders.outbox import Position
 from readmodels import config, projectors, queries
 from readmodels.models import DeadLetter, DeadLetterStatus, LagSample, ReconcileRun
 from readmodels.operations import retention
-from readmodels.pipeline import runner
+from readmodels.pipeline import checkpoints, failures, runner
 from tests.readside import newest_committed, project_all, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,7 +78,7 @@ def _run(name: str) -> None:
     for segment in range(segments):
         try:
             runner.run_segment(projectors.get(name), segment, segments, ignore_backoff=True)
-        except runner.RetryLater:
+        except failures.RetryLater:
             pass
 
 
@@ -86,7 +86,7 @@ def _covers(name: str, target: Position) -> bool:
     segments = config.segments(name)
     return all(
         Position(c.xid, c.position).covers(target)
-        for c in (runner.checkpoint_for(name, s, segments) for s in range(segments))
+        for c in (checkpoints.checkpoint_for(name, s, segments) for s in range(segments))
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from orders import commands
 from orders.outbox import Position
 from readmodels import config, projectors, queries
-from readmodels.pipeline import runner
+from readmodels.pipeline import checkpoints, runner
 from tests.readside import newest_committed, project_all, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,7 +87,7 @@ def _project_only(name: str) -> None:
         reached = True
         for segment in range(segments):
             runner.run_segment(projector, segment, segments, ignore_backoff=True)
-            checkpoint = runner.checkpoint_for(name, segment, segments)
+            checkpoint = checkpoints.checkpoint_for(name, segment, segments)
             reached &= Position(checkpoint.xid, checkpoint.position).covers(target)
         return reached
 

@@ -20,7 +20,7 @@ from orders.models import Order, OutboxMessage
 from orders.outbox import Position
 from readmodels import projectors, tasks
 from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
-from readmodels.pipeline import progress, runner
+from readmodels.pipeline import checkpoints, failures, progress, runner
 from readmodels.stores import StoreUnavailable, redis_store
 from tests.processes import (
     celery_worker_process,
@@ -150,7 +150,7 @@ def test_a_store_down_for_long_is_tried_again_within_seconds_of_each_failure(
         checkpoint = _checkpoint("orders_search")
         waits.append((checkpoint.retry_after - checkpoint.last_error_at).total_seconds())
     assert waits == sorted(waits)  # it does grow
-    assert waits[-1] == runner.MAX_BACKOFF_SECONDS <= 5
+    assert waits[-1] == checkpoints.MAX_BACKOFF_SECONDS <= 5
 
 
 def test_redis_restarted_empty(read_models, settings, make_customer, make_product):
@@ -163,7 +163,7 @@ def test_redis_restarted_empty(read_models, settings, make_customer, make_produc
     are there, so replaying the outbox from them alone would leave every aggregate not
     changed since the restart missing. What repairs it: segment 0's run notices the
     marker is gone and re-projects every aggregate from PostgreSQL before carrying on
-    (runner._heal_if_store_lost), so no manual rebuild is needed.
+    (store_loss.heal_if_store_lost), so no manual rebuild is needed.
     """
     broker = settings.CELERY_BROKER_URL
     with throwaway_redis() as redis_server:
@@ -298,7 +298,7 @@ def test_poison_row_is_retried_then_set_aside(read_models, settings, make_custom
     for name in failing:
         projector = projectors.get(name)
         for attempt in (1, 2):
-            with pytest.raises(runner.RetryLater):
+            with pytest.raises(failures.RetryLater):
                 _run(name)
             letter = DeadLetter.objects.get(projector=name, outbox_position=poison.position)
             assert letter.attempts == attempt
@@ -629,7 +629,7 @@ def test_a_row_whose_load_times_out_is_retried_with_backoff_then_set_aside(
         cursor.execute("SET statement_timeout = '300ms'")
     try:
         for attempt in (1, 2):
-            failure = _run_until_it_raises("order_summary", runner.RetryLater)
+            failure = _run_until_it_raises("order_summary", failures.RetryLater)
             assert "statement timeout" in str(failure)
             letter = DeadLetter.objects.get(projector="order_summary")
             assert letter.aggregate_id == str(huge.pk)
@@ -851,7 +851,7 @@ def test_rows_the_store_refuses_are_blamed_only_while_it_takes_other_rows(
         assert time.monotonic() < deadline, "the segment did not move past the refused rows"
         try:
             _run("orders_search")
-        except runner.RetryLater:
+        except failures.RetryLater:
             pass  # a refused row blamed, with attempts left
         except StoreUnavailable:
             pass  # the good row is not readable yet (a transaction elsewhere holds it back)

@@ -10,7 +10,7 @@ from orders.outbox import Position
 from readmodels import config, projectors, queries
 from readmodels.models import Rebuild, RebuildStatus
 from readmodels.operations import rebuild
-from readmodels.pipeline import progress, runner
+from readmodels.pipeline import locks, progress, runner
 from readmodels.stores import es, redis_store
 from tests.readside import fresh_docs, project_all, view_docs, wait_until
 
@@ -283,7 +283,7 @@ def test_a_long_live_run_makes_the_last_step_wait_a_bounded_time_then_retry(
 
     def long_live_run():
         try:
-            with runner.segment_lock(name, 0, config.segments(name)) as acquired:
+            with locks.try_lock(locks.segment_key(name, 0, config.segments(name))) as acquired:
                 assert acquired
                 held.set()
                 release.wait(120)

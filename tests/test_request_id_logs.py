@@ -28,7 +28,7 @@ def test_request_id_reaches_outbox_rows_and_projector_logs(
     rows = OutboxMessage.objects.filter(request_id="req-42-abc")
     assert sorted(rows.values_list("aggregate_type", flat=True)) == ["order", "product"]
 
-    with caplog.at_level(logging.INFO, logger="readmodels.pipeline.runner"):
+    with caplog.at_level(logging.INFO, logger="readmodels.pipeline.writing"):
         project_all()
     lines = [
         json.loads(JsonFormatter().format(r))

@@ -19,7 +19,7 @@ from django.db import connection
 from orders import commands, outbox
 from readmodels import projectors, tasks
 from readmodels.models import Checkpoint
-from readmodels.pipeline import runner
+from readmodels.pipeline import locks, runner
 from readmodels.stores import redis_store
 from tests.processes import celery_worker_process
 from tests.readside import all_segments_cover, assert_views_fresh, fresh_docs, newest_committed
@@ -159,7 +159,7 @@ def test_a_segment_held_elsewhere_is_locked_out(read_models, two_segments, make_
     def hold():
         # Another thread: another database connection, as another worker would have.
         try:
-            with runner.segment_lock("customer_dashboard", 0, 2) as acquired:
+            with locks.try_lock(locks.segment_key("customer_dashboard", 0, 2)) as acquired:
                 outcome["acquired"] = acquired
                 held.set()
                 release.wait(30)

@@ -23,7 +23,7 @@ from orders import commands
 from orders.outbox import Position, high_water_mark
 from readmodels import projectors, tasks
 from readmodels.models import Checkpoint
-from readmodels.pipeline import runner
+from readmodels.pipeline import checkpoints, runner
 from readmodels.stores import StoreUnavailable
 from shop.celery import app as celery_app
 from tests.processes import celery_worker_process
@@ -190,13 +190,13 @@ def test_a_store_that_keeps_answering_too_late_is_backed_off_after_a_few_attempt
         settings.READMODELS = {**settings.READMODELS, "STORE_TIMEOUT_SECONDS": 0.5}
         commands.place_order(customer_id=customer.pk, lines=[commands.LineRequest(product.pk, 1)])
         _wait_until_readable(newest_committed())
-        proxy.hold_next_bulk_writes(runner.SLOW_ATTEMPTS_BEFORE_BACKOFF + 1)
-        for attempt in range(1, runner.SLOW_ATTEMPTS_BEFORE_BACKOFF + 2):
+        proxy.hold_next_bulk_writes(checkpoints.SLOW_ATTEMPTS_BEFORE_BACKOFF + 1)
+        for attempt in range(1, checkpoints.SLOW_ATTEMPTS_BEFORE_BACKOFF + 2):
             with pytest.raises(StoreUnavailable, match="timed out"):
                 runner.run_segment(projectors.get(VIEW))
             checkpoint = Checkpoint.objects.get(projector=VIEW, segment=0, segments=1)
             assert checkpoint.failures == attempt
-            backing_off = attempt > runner.SLOW_ATTEMPTS_BEFORE_BACKOFF
+            backing_off = attempt > checkpoints.SLOW_ATTEMPTS_BEFORE_BACKOFF
             assert (checkpoint.retry_after is not None) == backing_off, (
                 attempt, checkpoint.last_error)
         assert runner.run_segment(projectors.get(VIEW)).backing_off

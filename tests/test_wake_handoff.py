@@ -8,7 +8,7 @@ from django.db import connection
 from orders import commands
 from orders.outbox import decode_token
 from readmodels import tasks
-from readmodels.pipeline import progress, runner
+from readmodels.pipeline import locks, progress, wake_groups
 from readmodels.stores import redis_store
 from tests.readside import project_all
 
@@ -29,15 +29,15 @@ def test_a_busy_segment_gets_a_rerun_request_and_the_next_holder_takes_it(
     customer = make_customer()
     project_all()
     later = commands.top_up_balance(customer_id=customer.pk, amount_cents=100)
-    flag = tasks.rerun_flag(VIEW, 0, 1)
+    flag = wake_groups.rerun_flag(VIEW, 0, 1)
     with _other_session() as holder:
         # Another worker holds the segment (a real advisory lock in another session).
-        holder.execute("SELECT pg_advisory_lock(%s, %s)", list(runner.lock_key(VIEW, 0, 1)))
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", list(locks.segment_key(VIEW, 0, 1)))
         outcome = tasks.project(VIEW)
         assert outcome == {"rows": 0, "complete": False}
         assert redis_store.client().exists(flag), "the holder was not asked to run again"
         assert not progress.state(VIEW).covers(decode_token(later.token))
-        holder.execute("SELECT pg_advisory_unlock(%s, %s)", list(runner.lock_key(VIEW, 0, 1)))
+        holder.execute("SELECT pg_advisory_unlock(%s, %s)", list(locks.segment_key(VIEW, 0, 1)))
     # The next run through the lock projects the row and consumes the request.
     outcome = tasks.project(VIEW)
     assert outcome["rows"] == 1 and outcome["complete"]
@@ -52,7 +52,7 @@ def test_a_free_segment_projects_without_leaving_a_request(read_models, make_cus
     outcome = tasks.project(VIEW)
     assert outcome["rows"] == 1
     assert progress.state(VIEW).covers(decode_token(later.token))
-    assert not redis_store.client().exists(tasks.rerun_flag(VIEW, 0, 1))
+    assert not redis_store.client().exists(wake_groups.rerun_flag(VIEW, 0, 1))
 
 
 def test_a_lane_let_go_is_left_to_the_task_a_commit_queued_meanwhile(
@@ -65,8 +65,8 @@ def test_a_lane_let_go_is_left_to_the_task_a_commit_queued_meanwhile(
     lane's wake-up waited). The commit is real, made the moment the flag is deleted."""
     customer = make_customer()
     project_all()
-    lane = tasks.lane_of(VIEW, 0)
-    flag = tasks.wake_flag(lane)
+    lane = wake_groups.group_of(VIEW, 0)
+    flag = wake_groups.wake_flag(lane)
     real = redis_store.client()
     committed = []
 

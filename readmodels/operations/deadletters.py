@@ -8,7 +8,8 @@ from orders import outbox
 from orders.outbox import OutboxRow
 from readmodels import config, projectors
 from readmodels.models import DeadLetter, DeadLetterStatus
-from readmodels.pipeline import runner
+from readmodels.pipeline import locks
+from readmodels.pipeline.writing import write_rows
 
 
 def _as_row(letter: DeadLetter) -> OutboxRow:
@@ -35,11 +36,11 @@ def retry(letter: DeadLetter) -> bool:
     projector = projectors.get(letter.projector)
     segments = config.segments(projector.name)
     segment = outbox.segment_of(letter.partition_key, segments)
-    with runner.segment_lock(projector.name, segment, segments) as acquired:
+    with locks.try_lock(locks.segment_key(projector.name, segment, segments)) as acquired:
         if not acquired:
             return False
         try:
-            runner._write(projector, [_as_row(letter)])
+            write_rows(projector, [_as_row(letter)])
         except Exception as exc:  # noqa: BLE001 - recorded on the letter, shown to the operator
             letter.attempts += 1
             letter.error = f"{type(exc).__name__}: {exc}"[:4000]

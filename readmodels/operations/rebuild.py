@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from celery import current_app
-from django.db import OperationalError, connection
 from django.utils import timezone
 
 from orders import outbox
 from orders.outbox import Position
 from readmodels import config, projectors
 from readmodels.models import Checkpoint, Rebuild, RebuildStatus
-from readmodels.pipeline import progress, runner
+from readmodels.pipeline import locks, progress
 from readmodels.stores import StoreUnavailable, redis_store
 
 logger = logging.getLogger(__name__)
@@ -120,77 +118,30 @@ def _catch_up(projector, rebuild: Rebuild, batch_size: int) -> int:
             return rows
 
 
-def _lock_not_available(exc: OperationalError) -> bool:
-    cause = exc.__cause__
-    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    return code == "55P03"
-
-
-def _unlock(a: int, b: int) -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [a, b])
-    except Exception:  # noqa: BLE001 - a dead connection has released it with the session
-        connection.close()
-
-
-@contextmanager
-def _advisory_lock(a: int, b: int, wait_seconds: float, what: str):
-    """Hold a session advisory lock, waiting at most `wait_seconds` for it.
-
-    A blocking wait, not polling: PostgreSQL queues the request, and a projector's
-    later try-lock does not jump the queue, so a busy projector cannot starve it.
-    """
-    timeout_ms = max(1, int(wait_seconds * 1000))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{timeout_ms}ms"])
-        try:
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [a, b])
-        except OperationalError as exc:
-            if _lock_not_available(exc):
-                raise LiveProjectorBusy(f"{what} stayed locked for {wait_seconds:.0f} s") from exc
-            raise
-        finally:
-            cursor.execute("RESET lock_timeout")
-    try:
-        yield
-    finally:
-        _unlock(a, b)
-
-
 @contextmanager
 def _live_projector_held(name: str, wait_seconds: float):
     """Hold every segment lock of the read model's live projector (a bounded wait)."""
     segments = config.segments(name)
     deadline = time.monotonic() + wait_seconds
-    held = []
-    try:
+    with ExitStack() as held:
         for segment in range(segments):
-            lock = _advisory_lock(
-                *runner.lock_key(name, segment, segments),
-                max(0.001, deadline - time.monotonic()),
-                f"{name} segment {segment}/{segments}",
-            )
-            lock.__enter__()
-            held.append(lock)
+            remaining = max(0.001, deadline - time.monotonic())
+            try:
+                held.enter_context(locks.lock(locks.segment_key(name, segment, segments), remaining))
+            except locks.LockWaitExpired as exc:
+                raise LiveProjectorBusy(
+                    f"{name} segment {segment}/{segments} stayed locked for {remaining:.0f} s"
+                ) from exc
         yield
-    finally:
-        for lock in reversed(held):
-            lock.__exit__(None, None, None)
 
 
 @contextmanager
 def _only_rebuild_of(name: str):
     """One rebuild of a read model at a time, across processes and machines."""
-    a, b = zlib.crc32(f"rebuild:{name}".encode()) & 0x7FFFFFFF, 0
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [a, b])
-        if not cursor.fetchone()[0]:
+    with locks.try_lock(locks.rebuild_key(name)) as acquired:
+        if not acquired:
             raise RebuildRunning(f"a rebuild of {name} is running elsewhere")
-    try:
         yield
-    finally:
-        _unlock(a, b)
 
 
 def _live_checkpoints_covered(name: str, rebuild: Rebuild) -> None:
@@ -223,7 +174,9 @@ def _reset_checkpoints(projector, position: Position) -> None:
         )
         progress.publish(
             projector=name, segment=segment, segments=segments, checkpoint=position,
-            pending_since=runner._pending_since(projector, position, segment, segments),
+            pending_since=outbox.first_pending_since(
+                position, aggregate_types=list(projector.consumes), segment=(segment, segments)
+            ),
         )
 
 
