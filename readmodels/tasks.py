@@ -9,11 +9,10 @@ lets only one through). Who runs which segment is readmodels.pipeline.wake_group
 from __future__ import annotations
 
 import logging
-import time
 
 from celery import shared_task
 
-from readmodels import config, projectors
+from readmodels import projectors
 from readmodels.operations import lag_samples, rebuild, reconcile, retention
 from readmodels.pipeline import wake_groups
 from readmodels.stores import StoreUnavailable
@@ -26,40 +25,6 @@ logger = logging.getLogger(__name__)
 # (Redis restarted mid-run) crashes the worker in kombu's Redis transport ("Unrecoverable
 # error: 'NoneType' object has no attribute 'hostname'"): the fault suite shows it.
 PIPELINE_TASK = {"acks_late": False, "ignore_result": True}
-
-
-@shared_task(**PIPELINE_TASK)
-def project(name: str, segment: int = 0, segments: int | None = None) -> dict:
-    """Project one segment until caught up, and again while others asked for it meanwhile.
-
-    A run that finds the segment locked does not queue retries: it asks the holder to
-    run again (a Redis flag) and tries the lock once more. The holder looks for the flag
-    after it has released the lock, so either it sees the request or the lock was free
-    for the second try: a row committed while a run was in progress is never left for
-    the sweep, and under load one task keeps projecting instead of many tasks colliding.
-    """
-    segments = segments or config.segments(name)
-    deadline = time.monotonic() + config.run_time_budget()
-    rows, asked = 0, False
-    while True:
-        result = wake_groups.run_once(name, segment, segments)
-        if result is None:
-            return {"retry": True}
-        rows += result.rows
-        if result.locked_out:
-            if asked or not wake_groups.ask_holder_to_run_again(name, segment, segments):
-                break  # the holder will see the request after releasing the lock
-            asked = True
-            continue
-        if result.backing_off:
-            break  # the sweep retries after the backoff
-        if result.complete and not wake_groups.rerun_asked(name, segment, segments):
-            break
-        if time.monotonic() > deadline:
-            # Leave the worker process to other tasks; carry on in a new task.
-            project.apply_async((name, segment, segments), expires=5)
-            break
-    return {"rows": rows, "complete": result.complete}
 
 
 @shared_task(**PIPELINE_TASK)

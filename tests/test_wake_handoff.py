@@ -1,5 +1,6 @@
 """A wake-up that finds its segment busy hands the work to the lock holder, not to a
-storm of retry tasks: it leaves a rerun request, and the holder runs again for it."""
+storm of retry tasks: it leaves a rerun request, and the holder runs again for it. A
+wake group's task that lets go of the group leaves new rows to the task a commit queued."""
 
 import psycopg
 import pytest
@@ -30,17 +31,16 @@ def test_a_busy_segment_gets_a_rerun_request_and_the_next_holder_takes_it(
     project_all()
     later = commands.top_up_balance(customer_id=customer.pk, amount_cents=100)
     flag = wake_groups.rerun_flag(VIEW, 0, 1)
+    group = wake_groups.group_of(VIEW, 0)
     with _other_session() as holder:
         # Another worker holds the segment (a real advisory lock in another session).
         holder.execute("SELECT pg_advisory_lock(%s, %s)", list(locks.segment_key(VIEW, 0, 1)))
-        outcome = tasks.project(VIEW)
-        assert outcome == {"rows": 0, "complete": False}
+        tasks.wake(group)
         assert redis_store.client().exists(flag), "the holder was not asked to run again"
         assert not progress.state(VIEW).covers(decode_token(later.token))
         holder.execute("SELECT pg_advisory_unlock(%s, %s)", list(locks.segment_key(VIEW, 0, 1)))
     # The next run through the lock projects the row and consumes the request.
-    outcome = tasks.project(VIEW)
-    assert outcome["rows"] == 1 and outcome["complete"]
+    tasks.wake(group)
     assert progress.state(VIEW).covers(decode_token(later.token))
     assert not redis_store.client().exists(flag)
 
@@ -49,8 +49,7 @@ def test_a_free_segment_projects_without_leaving_a_request(read_models, make_cus
     customer = make_customer()
     project_all()
     later = commands.top_up_balance(customer_id=customer.pk, amount_cents=100)
-    outcome = tasks.project(VIEW)
-    assert outcome["rows"] == 1
+    tasks.wake(wake_groups.group_of(VIEW, 0))
     assert progress.state(VIEW).covers(decode_token(later.token))
     assert not redis_store.client().exists(wake_groups.rerun_flag(VIEW, 0, 1))
 

@@ -147,7 +147,7 @@ def test_long_write_transaction_holds_the_horizon_then_everything_catches_up(sta
 
 
 def test_duplicate_delivery_every_projection_task_twice(stack):
-    """Every run of every segment is delivered twice, to two workers, and one batch is
+    """Every wake group's task is delivered twice, to two workers, and one batch is
     replayed after it was written (a crash between the write and the checkpoint)."""
     stack.start_worker("worker1")
     ledger = Ledger()
@@ -157,13 +157,13 @@ def test_duplicate_delivery_every_projection_task_twice(stack):
     def duplicate_everything():
         code = (
             "import time\n"
-            "from readmodels import config, projectors, tasks\n"
+            "from readmodels import tasks\n"
+            "from readmodels.pipeline import wake_groups\n"
             "deadline = time.monotonic() + 25\n"
             "while time.monotonic() < deadline:\n"
-            "    for name in projectors.PROJECTORS:\n"
-            "        for s in range(config.segments(name)):\n"
-            "            for _ in range(2):\n"
-            "                tasks.project.apply_async((name, s, config.segments(name)), expires=5)\n"
+            "    for group in wake_groups.all_groups():\n"
+            "        for _ in range(2):\n"
+            "            tasks.wake.apply_async((group,), expires=5)\n"
             "    time.sleep(0.05)\n"
         )
         stack.manage("shell", "-c", code)
