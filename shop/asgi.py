@@ -21,7 +21,7 @@ from shop.web.asgi_handler import OneHopASGIHandler  # noqa: E402
 application = OneHopASGIHandler()
 
 # After Django's set-up: these import models.
-from readmodels.api.consistency import EarlyTokenWaits  # noqa: E402
+from readmodels.api.early_waits import EarlyTokenWaits  # noqa: E402
 from shop.web.admission import Admission  # noqa: E402
 
 if settings.DEBUG:

@@ -1,4 +1,149 @@
-"""OpenAPI text of the projected reads and the consistency stream."""
+"""OpenAPI text of the projected reads and the consistency stream.
+
+Each projected view states, per endpoint, that it is eventual, which read model and
+store answer it, its lag SLO and what happens when the view is down or behind; and the
+consistency parameters and headers every projected read shares.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+
+from readmodels import config, projectors
+
+
+def projected_parameters() -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(
+            "X-Consistency-Token",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description=(
+                "A token from a command response: the read waits (up to max_wait_ms) "
+                "until this view includes that command's changes. Without it, a signed-in "
+                "user's read waits for that user's own latest command (session "
+                "consistency; remembered for "
+                f"{config.session_token_ttl_seconds()} s). `none` opts out: answer at once."
+            ),
+        ),
+        OpenApiParameter(
+            "consistency",
+            OpenApiTypes.STR,
+            OpenApiParameter.QUERY,
+            enum=["none"],
+            description="`none`: do not wait for any token, not even the session's.",
+        ),
+        OpenApiParameter(
+            "max_wait_ms",
+            OpenApiTypes.INT,
+            OpenApiParameter.QUERY,
+            description=(
+                f"How long to wait for the token, in ms (default "
+                f"{config.max_wait_ms_default()}, at most {config.max_wait_ms_cap()})."
+            ),
+        ),
+        OpenApiParameter(
+            "X-Consistency",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=True,
+            enum=["eventual", "strong-fallback"],
+            description=(
+                "`eventual`: from a projected view; `strong-fallback`: the view was down "
+                "or too far behind, so this answer comes from PostgreSQL."
+            ),
+        ),
+        OpenApiParameter(
+            "X-Read-Model",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=True,
+            description="The read model that answered.",
+        ),
+        OpenApiParameter(
+            "X-Read-Model-Lag-Ms",
+            OpenApiTypes.INT,
+            OpenApiParameter.HEADER,
+            response=True,
+            description="Age of the oldest change not yet visible in that view; 0 when caught up.",
+        ),
+        OpenApiParameter(
+            "X-Stale",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=True,
+            enum=["true", "false"],
+            description=(
+                "true when the governing token (the request's, or for an opt-out or a "
+                "session read the user's latest command) was not reached in time."
+            ),
+        ),
+        OpenApiParameter(
+            "X-Consistency-Source",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=True,
+            enum=["request", "session", "none"],
+            description=(
+                "Which token governed the read: `request` (sent by the client), `session` "
+                "(the signed-in user's latest command, remembered by the server) or `none`."
+            ),
+        ),
+        OpenApiParameter(
+            "X-Consistency-Wait-Ms",
+            OpenApiTypes.INT,
+            OpenApiParameter.HEADER,
+            response=True,
+            description="How long the read waited for its token, in ms (only when one governed).",
+        ),
+    ]
+
+
+def eventual_description(read_model: str, store: str, fallback: str) -> str:
+    slo = config.slo_seconds(read_model)
+    then = (
+        "it answers from PostgreSQL with `X-Consistency: strong-fallback`"
+        if fallback == "strong"
+        else "it answers 503 with Retry-After"
+    )
+    return (
+        f"Consistency: **eventual**, from the `{read_model}` read model ({store}); lag SLO "
+        f"{slo:g} s. A signed-in user reads their own latest write by default (session "
+        f"consistency); send `X-Consistency-Token` for another token, or `none` to not "
+        f"wait. When the view is "
+        f"down or behind its SLO, {then}."
+    )
+
+
+def projected_read_schema(*, parameters=(), responses, summary: str):
+    """The schema of a ProjectedReadView's GET, from what the view says of itself.
+
+    Its query parameters and output come from the view; the consistency parameters and
+    headers, and a description of its read model, store, SLO and fallback from its
+    read_model, slo_model and fallback.
+    """
+
+    def decorate(view_class):
+        store = projectors.get(view_class.read_model).store
+        return extend_schema_view(
+            get=extend_schema(
+                parameters=[*parameters, *projected_parameters()],
+                description=eventual_description(
+                    view_class.slo_model or view_class.read_model,
+                    STORE_NAMES[store.name],
+                    view_class.fallback,
+                ),
+                responses={200: responses},
+                summary=summary,
+            )
+        )(view_class)
+
+    return decorate
+
+
+STORE_NAMES = {"elasticsearch": "Elasticsearch", "redis": "Redis"}
+
 
 STREAM_PATH = "/api/consistency/stream"
 STREAM_OPERATION = {

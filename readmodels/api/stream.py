@@ -22,7 +22,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 
 from orders.outbox import InvalidToken, decode_token
 from readmodels import projectors
-from readmodels.api.consistency import InvalidMaxWait, parse_max_wait_ms
+from readmodels.api.tokens import InvalidMaxWait, parse_max_wait_ms
 from readmodels.pipeline import progress
 from readmodels.stores import StoreUnavailable
 from shop.web import throttles

@@ -1,12 +1,12 @@
 """URLs of the projected reads (mounted under /api/).
 
-Projected reads go through consistency.projected(): their token wait is async.
+Projected reads go through base.projected(): their token wait is async.
 """
 
 from django.urls import path
 
 from readmodels.api import stream, views
-from readmodels.api.consistency import projected
+from readmodels.api.base import projected
 
 urlpatterns = [
     path("products/search", projected(views.ProductSearchView), name="product-search"),

@@ -10,7 +10,7 @@ import zoneinfo
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -18,11 +18,8 @@ from rest_framework.response import Response
 from orders.models import OrderStatus
 from readmodels import projectors, queries
 from readmodels.api import serializers as out
-from readmodels.api.consistency import (
-    ProjectedReadView,
-    eventual_description,
-    projected_parameters,
-)
+from readmodels.api.base import ProjectedReadView
+from readmodels.api.openapi import projected_read_schema
 from shop.web.permissions import require_staff_permission
 
 
@@ -125,19 +122,15 @@ class ProductSearchIn(serializers.Serializer):
         return _within_result_window(attrs)
 
 
+@projected_read_schema(
+    parameters=[ProductSearchIn],
+    responses=out.ProductSearchOut,
+    summary="Search the catalogue (relevance, typo-tolerant, category facet).",
+)
 class ProductSearchView(ProjectedReadView):
     permission_classes = [AllowAny]
     read_model = "products_search"
     fallback = "unavailable"
-
-    @extend_schema(
-        parameters=[ProductSearchIn, *projected_parameters()],
-        description=eventual_description("products_search", "Elasticsearch", "unavailable"),
-        responses={200: out.ProductSearchOut},
-        summary="Search the catalogue (relevance, typo-tolerant, category facet).",
-    )
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
 
     def read(self, request):
         params = ProductSearchIn(data=request.query_params)
@@ -162,18 +155,14 @@ class CustomerOrdersIn(serializers.Serializer):
         return decode_cursor(value)
 
 
+@projected_read_schema(
+    parameters=[CustomerOrdersIn],
+    responses=out.CustomerOrdersOut,
+    summary="A customer's order history, newest first (search_after pagination).",
+)
 class CustomerOrdersView(ProjectedReadView):
     read_model = "orders_search"
     fallback = "unavailable"
-
-    @extend_schema(
-        parameters=[CustomerOrdersIn, *projected_parameters()],
-        description=eventual_description("orders_search", "Elasticsearch", "unavailable"),
-        responses={200: out.CustomerOrdersOut},
-        summary="A customer's order history, newest first (search_after pagination).",
-    )
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
 
     def read(self, request, customer_id: int):
         params = CustomerOrdersIn(data=request.query_params)
@@ -211,18 +200,14 @@ class OrderSearchIn(serializers.Serializer):
         return _within_result_window(attrs)
 
 
+@projected_read_schema(
+    parameters=[OrderSearchIn],
+    responses=out.OrderSearchOut,
+    summary="Staff: find orders by customer name or email, sku or item name.",
+)
 class OrderSearchView(ProjectedReadView):
     read_model = "orders_search"
     fallback = "unavailable"
-
-    @extend_schema(
-        parameters=[OrderSearchIn, *projected_parameters()],
-        description=eventual_description("orders_search", "Elasticsearch", "unavailable"),
-        responses={200: out.OrderSearchOut},
-        summary="Staff: find orders by customer name or email, sku or item name.",
-    )
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
 
     def read(self, request):
         _require_staff(request)
@@ -276,28 +261,23 @@ class OrderStatsIn(serializers.Serializer):
         return attrs
 
 
+@projected_read_schema(
+    parameters=[
+        OpenApiParameter("from", str, description="ISO 8601 start (default: 30 days ago)"),
+        OpenApiParameter("to", str, description="ISO 8601 end, exclusive (default: now)"),
+        OpenApiParameter("interval", str, enum=["hour", "day", "week", "month"]),
+        OpenApiParameter(
+            "time_zone", str,
+            description="IANA zone the buckets follow, e.g. Europe/Berlin (default UTC)",
+        ),
+    ],
+    responses=out.OrderStatsOut,
+    summary="Staff: order count and revenue per status and per time bucket.",
+)
 class OrderStatsView(ProjectedReadView):
     read_model = "orders_search"
     slo_model = "order_stats"
     fallback = "unavailable"
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("from", str, description="ISO 8601 start (default: 30 days ago)"),
-            OpenApiParameter("to", str, description="ISO 8601 end, exclusive (default: now)"),
-            OpenApiParameter("interval", str, enum=["hour", "day", "week", "month"]),
-            OpenApiParameter(
-                "time_zone", str,
-                description="IANA zone the buckets follow, e.g. Europe/Berlin (default UTC)",
-            ),
-            *projected_parameters(),
-        ],
-        description=eventual_description("order_stats", "Elasticsearch", "unavailable"),
-        responses={200: out.OrderStatsOut},
-        summary="Staff: order count and revenue per status and per time bucket.",
-    )
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
 
     def read(self, request):
         _require_staff(request)
@@ -314,18 +294,12 @@ class OrderStatsView(ProjectedReadView):
         )
 
 
+@projected_read_schema(
+    responses=out.OrderSummaryOut, summary="An order's confirmation and tracking summary."
+)
 class OrderSummaryView(ProjectedReadView):
     read_model = "order_summary"
     fallback = "strong"
-
-    @extend_schema(
-        parameters=projected_parameters(),
-        description=eventual_description("order_summary", "Redis", "strong"),
-        responses={200: out.OrderSummaryOut},
-        summary="An order's confirmation and tracking summary.",
-    )
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
 
     def read(self, request, order_id):
         found = queries.order_summary(str(order_id))
@@ -336,18 +310,13 @@ class OrderSummaryView(ProjectedReadView):
         return Response(out.OrderSummaryOut(_owned(request, docs[0].body if docs else None)).data)
 
 
+@projected_read_schema(
+    responses=out.DashboardOut,
+    summary="A customer's dashboard: balance, open orders, spend, latest orders.",
+)
 class CustomerDashboardView(ProjectedReadView):
     read_model = "customer_dashboard"
     fallback = "strong"
-
-    @extend_schema(
-        parameters=projected_parameters(),
-        description=eventual_description("customer_dashboard", "Redis", "strong"),
-        responses={200: out.DashboardOut},
-        summary="A customer's dashboard: balance, open orders, spend, latest orders.",
-    )
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
 
     def read(self, request, customer_id: int):
         found = queries.customer_dashboard(customer_id)

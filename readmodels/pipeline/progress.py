@@ -305,7 +305,7 @@ def waiting() -> Waiting:
     """The running event loop's Waiting: an ASGI web process has one loop for its life.
 
     A loop made for one request (a WSGI server, Django's test client) must not keep one:
-    use a Waiting of its own and close it (consistency.prepare does).
+    use a Waiting of its own and close it (readmodels.api.waits.wait_for_token does).
     """
     loop = asyncio.get_running_loop()
     found = _waiting.get(loop)

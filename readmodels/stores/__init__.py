@@ -19,7 +19,7 @@ class StoreUnavailable(Exception):
 
 
 # The monotonic time by which the projected read being served must have its answer.
-# Set around the read itself (readmodels.api.consistency); store clients bound every
+# Set around the read itself (readmodels.api.base); store clients bound every
 # call by what is left of it instead of their fixed store timeout.
 read_deadline: ContextVar[float | None] = ContextVar("read_deadline", default=None)
 

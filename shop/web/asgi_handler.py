@@ -10,7 +10,7 @@ Here the middleware is loaded in sync mode, as under WSGI, and entered once on t
 request's thread. A sync view runs on that same thread. An async view (the consistency
 stream) is run on the event loop from there, and the handler sends a streamed answer on
 the loop, so a stream holds no thread while it waits. The token waits of projected
-reads happen before Django, in readmodels.api (EarlyTokenWaits).
+reads happen before Django, in readmodels.api.early_waits.
 """
 
 from __future__ import annotations
