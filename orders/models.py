@@ -10,6 +10,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Func, Q
 
+# Bigint columns hold up to 2**63-1; sums of money past this are refused instead of
+# overflowing.
+MAX_CENTS = 10**15
+
 
 class Xid8Field(models.Field):
     """PostgreSQL's 64-bit, epoch-extended transaction id (xid8), exposed as an int."""

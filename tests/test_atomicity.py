@@ -1,7 +1,7 @@
 """Atomic: a command's state change and its outbox rows commit together or not at all.
 
 Faults are injected at three places: in our own code after the rows were written
-(a patched outbox.appended that raises after the rows were inserted), inside PostgreSQL while the
+(a patched appending.appended that raises after the rows were inserted), inside PostgreSQL while the
 outbox rows are inserted (a trigger that raises for one event type), and at COMMIT
 (a deferred constraint trigger). Commands run as the outermost transaction here
 (transaction=True), so what is checked is a real rollback, not a savepoint's.
@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 from django.db import DatabaseError, connection
 
-from orders import commands, outbox
+from orders import commands
 from orders.models import Customer, Order, OrderLine, OutboxMessage, Payment, Product
+from orders.outbox import appending
 from orders.signals import outbox_committed
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,10 +43,10 @@ def committed_signals():
 def fail_after_outbox_insert(monkeypatch):
     """Make the outbox insert its rows for real and then raise, before the commit.
 
-    outbox.appended() is what every command calls once its rows are in (outbox.append
+    appending.appended() is what every command calls once its rows are in (outbox.append
     does, and so does place_order, which inserts them in one statement with the order).
     """
-    real_appended = outbox.appended
+    real_appended = appending.appended
     inserted = []
 
     def appended_then_fail(changes, rows):
@@ -56,7 +57,7 @@ def fail_after_outbox_insert(monkeypatch):
             inserted.append(cursor.fetchone()[0])
         raise InjectedFault("after the outbox insert, before COMMIT")
 
-    monkeypatch.setattr(outbox, "appended", appended_then_fail)
+    monkeypatch.setattr(appending, "appended", appended_then_fail)
     return inserted
 
 
