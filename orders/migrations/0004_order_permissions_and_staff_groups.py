@@ -4,8 +4,9 @@
 credit a balance. The read side's "operators" group is made by readmodels' migrations.
 """
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from shop.web.staff_groups import group_migration
 
 GROUPS = {
     "catalogue": ["orders.view_product", "orders.add_product", "orders.change_product"],
@@ -22,29 +23,7 @@ GROUPS = {
 }
 
 
-def _ensure_permissions(apps):
-    """Create the permissions of every app now; Django would only do it after migrating."""
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-
-
-def create_groups(apps, schema_editor):
-    _ensure_permissions(apps)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, permissions in GROUPS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        for permission in permissions:
-            app_label, codename = permission.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-
-
-def remove_groups(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=GROUPS).delete()
+create_groups, remove_groups = group_migration(GROUPS)
 
 
 class Migration(migrations.Migration):
