@@ -10,6 +10,9 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from orders import commands
+from tests.support.ports import free_port
+from tests.support.servers import METRICS_TOKEN, OLD_KEY, WEBHOOK_SECRET, uvicorn_server
+from tests.support.staff import shipped_group, shipped_groups
 
 _seq = itertools.count(1)
 
@@ -73,34 +76,6 @@ def _client_for(user) -> APIClient:
     return client
 
 
-def shipped_groups() -> dict[str, list[str]]:
-    """The staff groups the migrations create: name -> permission labels."""
-    import importlib
-
-    groups: dict[str, list[str]] = {}
-    for module in (
-        "orders.migrations.0004_order_permissions_and_staff_groups",
-        "readmodels.migrations.0005_operator_permissions_and_group",
-    ):
-        groups.update(importlib.import_module(module).GROUPS)
-    return groups
-
-
-def shipped_group(name: str):
-    """The group as its migration made it (made again if a transactional test's flush
-    emptied the table)."""
-    from django.contrib.auth.models import Group, Permission
-
-    group, created = Group.objects.get_or_create(name=name)
-    if created:
-        for label in shipped_groups()[name]:
-            app_label, codename = label.split(".")
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
-    return group
-
-
 @pytest.fixture
 def staff_user():
     """A back-office user in every shipped group: all the powers staff tests exercise."""
@@ -133,7 +108,7 @@ def elasticsearch_server():
 
     process = devstack.ensure_elasticsearch()
     yield
-    from tests.readside import drop_read_models
+    from tests.support.readside import drop_read_models
 
     drop_read_models()
     devstack.stop_gently(process)
@@ -142,7 +117,7 @@ def elasticsearch_server():
 @pytest.fixture
 def read_models(elasticsearch_server, transactional_db):
     """Empty views and indices for this test; projection runs on committed data."""
-    from tests.readside import reset_read_models
+    from tests.support.readside import reset_read_models
 
     reset_read_models()
     yield
@@ -177,3 +152,35 @@ def no_sessions_left_on_the_test_database(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+# Real uvicorn servers on the test database, shared by the tests over HTTP (each starts
+# on first use and stops at the end of the run).
+
+@pytest.fixture(scope="session")
+def server(django_db_setup, elasticsearch_server):
+    """The shop as deployed: DEBUG off, metrics token, webhook secret, a rotated key."""
+    with uvicorn_server(
+        METRICS_TOKEN=METRICS_TOKEN,
+        PAYMENT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DJANGO_SECRET_KEY_FALLBACKS=OLD_KEY,
+    ) as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def bare_server(django_db_setup, elasticsearch_server):
+    """DEBUG off with no metrics token nor webhook secret, and Elasticsearch unreachable."""
+    with uvicorn_server(ELASTICSEARCH_URL=f"http://127.0.0.1:{free_port()}") as port:
+        yield port
+
+
+@pytest.fixture
+def bare_staff():
+    """Staff with no permissions at all."""
+    return get_user_model().objects.create_user(username="bare-staff", password="x", is_staff=True)
+
+
+@pytest.fixture
+def superuser():
+    return get_user_model().objects.create_superuser(username="root", password="x")

@@ -13,6 +13,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from readmodels import config, projectors
 
 
+def _response_header(name: str, description: str, *, integer: bool = False, enum=None):
+    return OpenApiParameter(
+        name, OpenApiTypes.INT if integer else OpenApiTypes.STR, OpenApiParameter.HEADER,
+        response=True, enum=enum, description=description,
+    )
+
+
 def projected_parameters() -> list[OpenApiParameter]:
     return [
         OpenApiParameter(
@@ -43,59 +50,34 @@ def projected_parameters() -> list[OpenApiParameter]:
                 f"{config.max_wait_ms_default()}, at most {config.max_wait_ms_cap()})."
             ),
         ),
-        OpenApiParameter(
+        _response_header(
             "X-Consistency",
-            OpenApiTypes.STR,
-            OpenApiParameter.HEADER,
-            response=True,
+            "`eventual`: from a projected view; `strong-fallback`: the view was down "
+            "or too far behind, so this answer comes from PostgreSQL.",
             enum=["eventual", "strong-fallback"],
-            description=(
-                "`eventual`: from a projected view; `strong-fallback`: the view was down "
-                "or too far behind, so this answer comes from PostgreSQL."
-            ),
         ),
-        OpenApiParameter(
-            "X-Read-Model",
-            OpenApiTypes.STR,
-            OpenApiParameter.HEADER,
-            response=True,
-            description="The read model that answered.",
-        ),
-        OpenApiParameter(
+        _response_header("X-Read-Model", "The read model that answered."),
+        _response_header(
             "X-Read-Model-Lag-Ms",
-            OpenApiTypes.INT,
-            OpenApiParameter.HEADER,
-            response=True,
-            description="Age of the oldest change not yet visible in that view; 0 when caught up.",
+            "Age of the oldest change not yet visible in that view; 0 when caught up.",
+            integer=True,
         ),
-        OpenApiParameter(
+        _response_header(
             "X-Stale",
-            OpenApiTypes.STR,
-            OpenApiParameter.HEADER,
-            response=True,
+            "true when the governing token (the request's, or for an opt-out or a "
+            "session read the user's latest command) was not reached in time.",
             enum=["true", "false"],
-            description=(
-                "true when the governing token (the request's, or for an opt-out or a "
-                "session read the user's latest command) was not reached in time."
-            ),
         ),
-        OpenApiParameter(
+        _response_header(
             "X-Consistency-Source",
-            OpenApiTypes.STR,
-            OpenApiParameter.HEADER,
-            response=True,
+            "Which token governed the read: `request` (sent by the client), `session` "
+            "(the signed-in user's latest command, remembered by the server) or `none`.",
             enum=["request", "session", "none"],
-            description=(
-                "Which token governed the read: `request` (sent by the client), `session` "
-                "(the signed-in user's latest command, remembered by the server) or `none`."
-            ),
         ),
-        OpenApiParameter(
+        _response_header(
             "X-Consistency-Wait-Ms",
-            OpenApiTypes.INT,
-            OpenApiParameter.HEADER,
-            response=True,
-            description="How long the read waited for its token, in ms (only when one governed).",
+            "How long the read waited for its token, in ms (only when one governed).",
+            integer=True,
         ),
     ]
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.signals import got_request_exception
 from django.http import JsonResponse
 
 from shop.web.errors import json_error
 from shop.web.metrics import record_shed
+from shop.web.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +62,10 @@ def _note_database_busy(sender, request=None, **kwargs):
 got_request_exception.connect(_note_database_busy, dispatch_uid="shop.admission.database_busy")
 
 
-class DatabaseBusyMiddleware:
+class DatabaseBusyMiddleware(SyncAndAsyncMiddleware):
     """Outermost Django middleware: a 500 caused by a pool timeout becomes 503 database_busy."""
 
-    # Async-capable, so that it holds no thread while a projected read waits.
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        return self._checked(request, self.get_response(request))
-
-    async def _acall(self, request):
-        return self._checked(request, await self.get_response(request))
-
-    def _checked(self, request, response):
+    def answer(self, request, response):
         if response.status_code == 500 and getattr(request, _BUSY_ATTR, False):
             logger.warning("no database connection within the pool timeout: %s", request.path)
             return database_busy_response(request)

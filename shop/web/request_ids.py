@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
+from contextlib import contextmanager
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from shop.web.middleware import SyncAndAsyncMiddleware
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
     "current_request_id", default=""
@@ -19,39 +20,20 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(SyncAndAsyncMiddleware):
     """Give every request an id, and answer it in X-Request-ID."""
 
-    # Async-capable: a sync-only middleware would hold a thread for the whole request
-    # under ASGI, also while a projected read waits for its token.
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        request_id = _request_id(request)
-        token = current_request_id.set(request_id)
+    @contextmanager
+    def around(self, request):
+        request.request_id = _request_id(request)
+        token = current_request_id.set(request.request_id)
         try:
-            response = self.get_response(request)
+            yield
         finally:
             current_request_id.reset(token)
-        response["X-Request-ID"] = request_id
-        return response
 
-    async def _acall(self, request):
-        request_id = _request_id(request)
-        token = current_request_id.set(request_id)
-        try:
-            response = await self.get_response(request)
-        finally:
-            current_request_id.reset(token)
-        response["X-Request-ID"] = request_id
+    def answer(self, request, response):
+        response["X-Request-ID"] = request.request_id
         return response
 
 

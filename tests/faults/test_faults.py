@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.faults.stack import Ledger, Stack, wait_for
+from tests.support.fault_stack import Ledger, Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -39,15 +40,15 @@ def _load_around(stack: Stack, fault, heal, threads: int = 4) -> Ledger:
     ledger = Ledger()
     stop, clients = stack.run_clients(ledger, threads)
     try:
-        wait_for(lambda: _orders_so_far(ledger) >= 20, 60, "no orders before the fault")
+        wait_until(lambda: _orders_so_far(ledger) >= 20, 60, message="no orders before the fault")
         # The fault must hit a running pipeline: every projector has written already.
-        wait_for(lambda: all(r["last_success_at"] for r in stack.status()), 60,
-                 "the projectors never ran before the fault")
+        wait_until(lambda: all(r["last_success_at"] for r in stack.status()), 60,
+                 message="the projectors never ran before the fault")
         fault()
         before = _orders_so_far(ledger)
         threading.Event().wait(FAULT_SECONDS)
         heal()
-        wait_for(lambda: _orders_so_far(ledger) >= before + 20, 120, "no orders after healing")
+        wait_until(lambda: _orders_so_far(ledger) >= before + 20, 120, message="no orders after healing")
     finally:
         stop.set()
         for client in clients:
@@ -69,11 +70,10 @@ def _converged(stack: Stack, ledger: Ledger) -> None:
 def _met_by_a_projector(stack: Stack, read_models: set[str], store: str) -> None:
     """Wait until a projector run met the fault with rows waiting for it (its last error
     names the store): the fault hit projection work, not an idle pipeline."""
-    wait_for(
+    wait_until(
         lambda: [r for r in stack.status() if r["read_model"] in read_models
                  and r["rows_behind"] > 0 and store in (r["last_error"] or "")],
-        60, f"no projector met the {store} fault with rows to project",
-    )
+        60, message=f"no projector met the {store} fault with rows to project")
 
 
 def test_worker_killed_mid_batch_then_restarted(stack):
@@ -121,22 +121,22 @@ def test_long_write_transaction_holds_the_horizon_then_everything_catches_up(sta
     stop, clients = stack.run_clients(ledger, threads=3)
     holder = stack.pg.connect()
     try:
-        wait_for(lambda: _orders_so_far(ledger) >= 20, 60, "no orders yet")
+        wait_until(lambda: _orders_so_far(ledger) >= 20, 60, message="no orders yet")
         holder.autocommit = False
         holder.execute("SELECT pg_current_xact_id()")  # takes an xid: holds the horizon
         # Lag grows and is reported: the status check fails and names the breach.
-        breached = wait_for(
-            lambda: [r for r in stack.status() if r["state"] == "breach"], 60, "no SLO breach"
+        breached = wait_until(
+            lambda: [r for r in stack.status() if r["state"] == "breach"], 60, message="no SLO breach"
         )
         assert {r["read_model"] for r in breached} >= {"order_summary", "customer_dashboard"}
         result = stack.manage("projections", "status", check=False)
         assert result.returncode == 1
         assert "lag SLO breached" in result.stderr + result.stdout
         # The periodic lag sample logs the alarm too.
-        wait_for(lambda: "lag SLO breached" in stack.log_of("worker0"), 60, "no alarm logged")
+        wait_until(lambda: "lag SLO breached" in stack.log_of("worker0"), 60, message="no alarm logged")
         holder.rollback()
         holder.autocommit = True
-        wait_for(lambda: _orders_so_far(ledger) >= 40, 60, "no orders after the release")
+        wait_until(lambda: _orders_so_far(ledger) >= 40, 60, message="no orders after the release")
     finally:
         holder.close()
         stop.set()
@@ -171,15 +171,15 @@ def test_duplicate_delivery_every_projection_task_twice(stack):
 
     sender = threading.Thread(target=duplicate_everything, daemon=True)
     try:
-        wait_for(lambda: _orders_so_far(ledger) >= 20, 60, "no orders yet")
+        wait_until(lambda: _orders_so_far(ledger) >= 20, 60, message="no orders yet")
         sender.start()
-        wait_for(lambda: _orders_so_far(ledger) >= 60, 120, "too few orders")
+        wait_until(lambda: _orders_so_far(ledger) >= 60, 120, message="too few orders")
         with stack.pg.connect() as conn:
             # Wind every checkpoint back a little: those batches are projected again.
             conn.execute(
                 "UPDATE readmodels_checkpoint SET xid = greatest(xid - 30, 0), position = 0"
             )
-        wait_for(duplicating.is_set, 60, "duplicates were not all sent")
+        wait_until(duplicating.is_set, 60, message="duplicates were not all sent")
     finally:
         stop.set()
         for client in clients:

@@ -1,0 +1,1 @@
+"""Monotone: duplicates, replays and reordering never move a view backwards (guarantee 3)."""
