@@ -37,6 +37,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Debian's chromium and its driver, for the admin's browser test.
 browser:
@@ -46,10 +47,12 @@ browser:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
 
-# Checks, then the whole suite (fast and fault tests) against the real servers.
+# Checks (lint, the import rules of pyproject.toml, Django's), then the whole suite (fast
+# and fault tests) against the real servers.
 test: $(STAMP) browser
 	$(PY) -m shop.devstack exec -- sh -c '\
 		$(VENV)/bin/ruff check . && \
+		$(VENV)/bin/lint-imports && \
 		$(PY) manage.py check && \
 		$(PY) manage.py makemigrations --check --dry-run && \
 		$(VENV)/bin/pytest'
@@ -75,4 +78,4 @@ demo: $(STAMP)
 	$(PY) bench/lag_window_demo.py
 
 clean:
-	rm -rf $(VENV) .devstack .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .devstack .pytest_cache .ruff_cache .hypothesis .import_linter_cache
