@@ -29,16 +29,6 @@ def _error_code(response) -> str:
 
 
 @pytest.fixture
-def ann(make_customer):
-    return make_customer(balance_cents=100_000)
-
-
-@pytest.fixture
-def bob(make_customer):
-    return make_customer(balance_cents=100_000)
-
-
-@pytest.fixture
 def ann_client(ann, client_for):
     return client_for(ann.user)
 

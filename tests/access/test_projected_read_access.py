@@ -16,16 +16,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def ann(make_customer):
-    return make_customer(balance_cents=100_000)
-
-
-@pytest.fixture
-def bob(make_customer):
-    return make_customer(balance_cents=100_000)
-
-
-@pytest.fixture
 def bobs_order(read_models, bob, make_product):
     order = commands.place_order(
         customer_id=bob.pk, lines=[commands.LineRequest(make_product().pk, 1)]

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
-from django.test import Client
 
 from orders import commands
 from orders.models import Customer, Order, OutboxMessage, Payment, Product
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_():
-    user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _events(aggregate_type: str, aggregate_id) -> list[tuple[str, int]]:

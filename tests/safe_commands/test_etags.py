@@ -20,16 +20,6 @@ def _assert_precondition_failed(response) -> None:
     assert isinstance(response.json()["error"]["message"], str)
 
 
-@pytest.fixture
-def customer(make_customer):
-    return make_customer(balance_cents=100_000)
-
-
-@pytest.fixture
-def customer_client(customer, client_for):
-    return client_for(customer.user)
-
-
 def test_strong_reads_carry_the_version_as_etag(
     staff_client, customer, customer_client, make_product, make_order
 ):

@@ -28,16 +28,6 @@ def _order_body(product, quantity: int = 1) -> dict:
     return {"lines": [{"product_id": product.pk, "quantity": quantity}]}
 
 
-@pytest.fixture
-def customer(make_customer):
-    return make_customer(balance_cents=100_000)
-
-
-@pytest.fixture
-def customer_client(customer, client_for):
-    return client_for(customer.user)
-
-
 def test_same_key_and_request_replays_the_first_response_and_runs_once(
     customer_client, make_product
 ):

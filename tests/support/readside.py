@@ -15,34 +15,35 @@ from readmodels.pipeline import checkpoints, runner
 from readmodels.stores import es, redis_store
 
 
-def reset_read_models() -> None:
-    """Empty the test namespace's views and progress (the DB flush empties checkpoints)."""
+def _delete_namespace_keys() -> None:
     client = redis_store.client()
     keys = list(client.scan_iter(match=f"{config.namespace()}:*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+def _delete_indices(pattern: str) -> None:
     store = es.client()
+    # Deletes name their indices: real Elasticsearch refuses wildcard deletes.
+    names = list(store.indices.get(index=pattern, allow_no_indices=True))
+    if names:
+        store.indices.delete(index=",".join(names))
+
+
+def reset_read_models() -> None:
+    """Empty the test namespace's views and progress (the DB flush empties checkpoints)."""
+    _delete_namespace_keys()
     for projector in projectors.PROJECTORS.values():
         if projector.store.name == "elasticsearch":
-            alias = es.alias(projector.name)
-            # Deletes name their indices: real Elasticsearch refuses wildcard deletes.
-            names = list(store.indices.get(index=f"{alias}_v*", allow_no_indices=True))
-            if names:
-                store.indices.delete(index=",".join(names))
+            _delete_indices(f"{es.alias(projector.name)}_v*")
     # The same idempotent command `make run` uses to create the indices.
     call_command("setup_readmodels", stdout=io.StringIO())
 
 
 def drop_read_models() -> None:
     """Remove this test run's indices and keys (each run has its own namespace)."""
-    client = redis_store.client()
-    keys = list(client.scan_iter(match=f"{config.namespace()}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    store = es.client()
-    names = list(store.indices.get(index=f"{config.namespace()}_*", allow_no_indices=True))
-    if names:
-        store.indices.delete(index=",".join(names))
+    _delete_namespace_keys()
+    _delete_indices(f"{config.namespace()}_*")
 
 
 def newest_committed() -> Position | None:
