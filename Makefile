@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements/dev.lock
 
 # Every lock file from pyproject.toml, for Python 3.11 on any platform (the image is
 # Linux; a developer's machine may not be). Run after changing a dependency; the suite
-# fails (tests/test_deployment_files.py) while a lock misses one.
+# fails (tests/operations/test_deployment_files.py) while a lock misses one.
 UV_VERSION := 0.13.9
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command 'make lock'
@@ -65,7 +65,7 @@ test-faults: $(STAMP)
 
 # Schemathesis against the running API, with more examples than `make test` uses.
 fuzz: $(STAMP)
-	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} $(PY) -m shop.devstack exec -- $(VENV)/bin/pytest tests/test_api_fuzz.py
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} $(PY) -m shop.devstack exec -- $(VENV)/bin/pytest tests/api_contract/test_api_fuzz.py
 
 # Every benchmark (repeated, medians) into docs/BENCHMARKS.md; the peer is bench-only.
 bench: $(STAMP)

@@ -11,7 +11,7 @@ import os
 RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
 os.environ.setdefault("READMODELS_NAMESPACE", f"test{RUN_ID}")
 # Every test client comes from 127.0.0.1 and counters last a whole run: the throttles
-# tests are about start their own server with low rates (tests/test_throttles.py).
+# tests are about start their own server with low rates (tests/access/test_throttles.py).
 for _scope in ("LOGIN_ADDRESS", "LOGIN_ACCOUNT", "ANON_READ", "COMMANDS", "STREAM"):
     os.environ.setdefault(f"THROTTLE_RATE_{_scope}", "100000/min")
 os.environ.setdefault("STREAMS_PER_CLIENT", "1000")

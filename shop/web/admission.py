@@ -21,7 +21,7 @@ from django.http import JsonResponse
 from shop.web.errors import json_error, send_json_error
 from shop.web.metrics import READ_METHODS, record_shed
 
-SCOPE_KEY = "shop.admission"
+SCOPE_KEY = "shop.web.admission"
 # Always admitted: health checks must tell "overloaded" from "down", and scrapes show
 # the overload.
 EXEMPT_PATHS = ("/api/health", "/metrics")

@@ -59,7 +59,7 @@ def _note_database_busy(sender, request=None, **kwargs):
         setattr(request, _BUSY_ATTR, True)
 
 
-got_request_exception.connect(_note_database_busy, dispatch_uid="shop.admission.database_busy")
+got_request_exception.connect(_note_database_busy, dispatch_uid="shop.web.database_busy")
 
 
 class DatabaseBusyMiddleware(SyncAndAsyncMiddleware):
