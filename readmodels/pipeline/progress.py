@@ -119,37 +119,6 @@ def state(projector: str) -> ReadModelState:
     return _decode(projector, values)
 
 
-def wait_for(projector: str, target: Position, deadline: float) -> tuple[bool, ReadModelState]:
-    """Wait in this thread until the read model covers `target` or `deadline` passes.
-
-    For scripts and workers. Requests wait with Waiting.wait_for instead, which holds
-    no thread and shares one subscription.
-    """
-    current = state(projector)
-    if current.covers(target) or time.monotonic() >= deadline:
-        return current.covers(target), current
-    pubsub = redis_store.client().pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(channel(projector))
-        # Re-check after subscribing: an advance between the first check and the
-        # subscription would otherwise be missed until the next one.
-        current = state(projector)
-        while not current.covers(target):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            pubsub.get_message(timeout=min(remaining, 0.25))
-            current = state(projector)
-        return current.covers(target), current
-    except redis_store.CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"Redis: {exc}") from exc
-    finally:
-        try:
-            pubsub.close()
-        except redis_store.CONNECTION_ERRORS:
-            pass
-
-
 # --- waiting for a token, without a thread ------------------------------------------
 
 ASYNC_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError, OSError, asyncio.TimeoutError)
@@ -312,8 +281,3 @@ def waiting() -> Waiting:
     if found is None:
         found = _waiting[loop] = Waiting()
     return found
-
-
-async def astate(projector: str, client=None) -> ReadModelState:
-    """state() for async code, bounded by the read allowance."""
-    return await waiting().state(projector, time.monotonic() + config.read_timeout())
