@@ -133,6 +133,12 @@ class CommandView(ShopView):
     def command(self, request, *args, **kwargs) -> Response:
         raise NotImplementedError
 
+    def validated(self, serializer_class) -> dict:
+        """The request body, validated by an input serializer (a 400 when it is not valid)."""
+        data = serializer_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return data.validated_data
+
     def committed_response(self, result: Committed, body: dict) -> Response:
         response = Response(body, status=self.success_status)
         response["X-Consistency-Token"] = result.token

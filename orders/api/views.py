@@ -51,13 +51,12 @@ class CustomerCreateView(CommandView):
         return self.run_command(request)
 
     def command(self, request):
-        data = s.CustomerIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(s.CustomerIn)
         if request.user.is_staff:
             self.require_staff(request, "orders.add_customer")
-            result = commands.register_customer(**data.validated_data)
+            result = commands.register_customer(**data)
         else:
-            result = commands.register_customer(**data.validated_data, user=request.user)
+            result = commands.register_customer(**data, user=request.user)
         return self.committed_response(result, s.show_customer(result.value))
 
 
@@ -92,12 +91,11 @@ class TopUpView(CommandView):
     def command(self, request, customer_id: int):
         if not (request.user.is_staff and request.user.has_perm("orders.top_up_balance")):
             raise TopUpNotAllowed()
-        data = s.TopUpIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(s.TopUpIn)
         result = commands.top_up_balance(
             customer_id=_own_customer_id(self, request, customer_id, "orders.top_up_balance"),
             expected_version=expected_version(request),
-            **data.validated_data,
+            **data,
         )
         return self.committed_response(result, s.show_customer(result.value))
 
@@ -161,9 +159,8 @@ class ProductCreateView(CommandView):
 
     def command(self, request):
         self.require_staff(request, "orders.add_product")
-        data = s.ProductIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        result = commands.create_product(**data.validated_data)
+        data = self.validated(s.ProductIn)
+        result = commands.create_product(**data)
         return self.committed_response(result, s.show_product(result.value))
 
 
@@ -192,12 +189,11 @@ class ProductDetailView(CommandView, StrongReadView):
 
     def command(self, request, product_id: int):
         self.require_staff(request, "orders.change_product")
-        data = s.ProductPatchIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(s.ProductPatchIn)
         result = commands.update_product(
             product_id=product_id,
             expected_version=expected_version(request),
-            **data.validated_data,
+            **data,
         )
         return self.committed_response(result, s.show_product(result.value))
 
@@ -214,12 +210,11 @@ class RestockView(CommandView):
 
     def command(self, request, product_id: int):
         self.require_staff(request, "orders.change_product")
-        data = s.RestockIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(s.RestockIn)
         result = commands.restock_product(
             product_id=product_id,
             expected_version=expected_version(request),
-            **data.validated_data,
+            **data,
         )
         return self.committed_response(result, s.show_product(result.value))
 
@@ -238,10 +233,9 @@ class OrderCreateView(CommandView):
         return self.run_command(request)
 
     def command(self, request):
-        data = s.OrderIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.validated(s.OrderIn)
         customer = self.acting_customer(request, "orders.manage_orders")
-        customer_id = data.validated_data.get("customer_id")
+        customer_id = data.get("customer_id")
         if customer is None and customer_id is None:
             raise errors.ShopError("Staff must name the customer_id.", code="customer_required")
         if customer is not None:
@@ -250,7 +244,7 @@ class OrderCreateView(CommandView):
             )
         result = commands.place_order(
             customer_id=customer_id,
-            lines=[commands.LineRequest(**line) for line in data.validated_data["lines"]],
+            lines=[commands.LineRequest(**line) for line in data["lines"]],
         )
         return self.committed_response(result, s.show_order(result.value))
 
