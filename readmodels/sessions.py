@@ -60,10 +60,11 @@ def remember(*, user_id: int, token: str) -> bool:
 
 
 def remember_best_effort(*, user_id: int, token: str) -> None:
-    """remember(), never failing the command that was already committed."""
+    """remember(), never failing the command that was already committed: any refusal of
+    Redis (down, OOM, READONLY, MISCONF, NOPERM, BUSY, NOREPLICAS...) is only logged."""
     try:
         remember(user_id=user_id, token=token)
-    except (*redis_store.CONNECTION_ERRORS, InvalidToken) as exc:
+    except (redis_store.ANY_ERROR, InvalidToken) as exc:
         logger.warning("could not remember the session token of user %s: %r", user_id, exc)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from django.db import transaction
@@ -63,6 +64,8 @@ IF_MATCH_HEADER = OpenApiParameter(
 STRONG_READ_HEADERS = [CONSISTENCY_HEADER, ETAG_HEADER]
 COMMAND_HEADERS = [IDEMPOTENCY_KEY_HEADER, TOKEN_HEADER, ETAG_HEADER]
 
+logger = logging.getLogger(__name__)
+
 _ETAG = re.compile(r'^\s*(?:W/)?"v?(\d{1,10})"\s*$')
 
 
@@ -84,6 +87,21 @@ def expected_version(request) -> int | None:
 class NotACustomer(exceptions.PermissionDenied):
     default_detail = "This login is not linked to a customer."
     default_code = "not_a_customer"
+
+
+def announce_answered(*, sender, user_id: int, token: str) -> None:
+    """Tell the read side a user was answered with this token; never raises.
+
+    The command has committed: whatever a receiver meets (a store refusing writes, a
+    bug), the command still answers its success, so a client never retries a command
+    that ran. Receivers' errors are logged.
+    """
+    for receiver, outcome in signals.command_answered.send_robust(
+        sender=sender, user_id=user_id, token=token
+    ):
+        if isinstance(outcome, Exception):
+            logger.warning("after the commit, %s failed: %r", getattr(receiver, "__name__", receiver),
+                           outcome)
 
 
 class ShopView(APIView):
@@ -166,9 +184,7 @@ class CommandView(ShopView):
         if token and response.status_code < 400 and request.user.is_authenticated:
             # Committed (the transaction is closed by now), replays included: the user's
             # next projected reads wait for this, from any device, with no token sent.
-            signals.command_answered.send(
-                sender=type(self), user_id=request.user.pk, token=token
-            )
+            announce_answered(sender=type(self), user_id=request.user.pk, token=token)
         return response
 
     def _run_command(self, request, *args, **kwargs) -> Response:

@@ -30,6 +30,9 @@ CONNECTION_ERRORS = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.ClusterDownError,  # includes MasterDownError
     redis.exceptions.TryAgainError,
+    # NOPERM: the ACL took the command away (redis-py strips the code from the message,
+    # so the reply pattern below cannot see it).
+    redis.exceptions.NoPermissionError,
 )
 # Store-wide error replies redis-py has no class for: MISCONF (RDB snapshots failing
 # with stop-writes-on-bgsave-error), NOREPLICAS (min-replicas-to-write not met), BUSY

@@ -24,7 +24,9 @@ from readmodels.pipeline import checkpoints, failures, progress, runner
 from readmodels.stores import StoreUnavailable, redis_store
 from tests.support.ports import free_port
 from tests.support.processes import (
+    REFUSALS,
     celery_worker_process,
+    redis_refusal,
     segment_lock_holder,
     throwaway_redis,
 )
@@ -419,52 +421,7 @@ def _run_into_the_fault(name: str, in_flight: list) -> StoreUnavailable:
         time.sleep(0.02)
 
 
-def _fill_past_maxmemory(client) -> None:
-    """Fill Redis with data and cap it below what it holds (noeviction): every write is
-    refused with OOM, reads and deletes still work."""
-    for n in range(32):
-        client.set(f"filler:{n}", b"x" * 65536)
-    client.config_set("maxmemory", "1mb")
-    assert client.info("memory")["used_memory"] > 1024 * 1024
-
-
-def _stop_being_full(client) -> None:
-    client.delete(*client.keys("filler:*"))
-    client.config_set("maxmemory", "0")
-
-
-def _redis_fault(server, kind: str):
-    """Make a throwaway redis-server refuse writes as a whole; return how to undo it."""
-    client = server.client()
-    if kind == "oom":
-        return lambda: _fill_past_maxmemory(client), lambda: _stop_being_full(client)
-    if kind == "readonly":
-        # A failover demoted it: a replica of a master that is not there (yet).
-        return (lambda: client.execute_command("REPLICAOF", "127.0.0.1", str(free_port())),
-                lambda: client.execute_command("REPLICAOF", "NO", "ONE"))
-    assert kind == "misconf"
-    gone = server.dir / "gone"
-
-    def break_snapshots():
-        # A snapshot that cannot be written, with stop-writes-on-bgsave-error (default).
-        gone.mkdir()
-        client.config_set("save", "3600 1")
-        client.config_set("dir", str(gone))
-        gone.rmdir()
-        client.bgsave()
-        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err",
-                   timeout=30, message="the snapshot did not fail")
-
-    def repair():
-        client.config_set("dir", str(server.dir))
-        client.bgsave()
-        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "ok",
-                   timeout=30, message="the snapshot did not succeed again")
-
-    return break_snapshots, repair
-
-
-@pytest.mark.parametrize("kind", ["oom", "readonly", "misconf"])
+@pytest.mark.parametrize("kind", REFUSALS)
 def test_redis_refusing_writes_mid_batch_is_an_outage_not_bad_rows(
     read_models, settings, make_customer, make_product, kind
 ):
@@ -487,7 +444,7 @@ def test_redis_refusing_writes_mid_batch_is_an_outage_not_bad_rows(
         late = [_place(customer, product, 2) for customer in customers]
         target = newest_committed()
 
-        refuse, repair = _redis_fault(server, kind)
+        refuse, repair = redis_refusal(server, kind)
         for name in REDIS_MODELS:
             with _when_a_batch_is_read(name, refuse) as in_flight:
                 assert "Redis" in str(_run_into_the_fault(name, in_flight))

@@ -319,3 +319,124 @@ def segment_lock_holder(projector: str, segment: int = 0, segments: int = 1):
         yield LockHolder(process, int(backend_pid), int(socket_fd))
     finally:
         _stop_group(process, signal.SIGKILL, 10)
+
+
+# --- a Redis that refuses writes as a whole -------------------------------------------
+
+REFUSALS = ("oom", "readonly", "misconf", "noperm", "busy", "noreplicas")
+
+
+def _fill_past_maxmemory(client) -> None:
+    """Fill Redis with data and cap it below what it holds (noeviction): every write is
+    refused with OOM, reads and deletes still work."""
+    for n in range(32):
+        client.set(f"filler:{n}", b"x" * 65536)
+    client.config_set("maxmemory", "1mb")
+    assert client.info("memory")["used_memory"] > 1024 * 1024
+
+
+def _stop_being_full(client) -> None:
+    client.delete(*client.keys("filler:*"))
+    client.config_set("maxmemory", "0")
+
+
+def redis_refusal(server: ThrowawayRedis, kind: str):
+    """Make a throwaway redis-server refuse writes as a whole; return (refuse, repair).
+
+    The server must run with `--maxmemory-policy noeviction --enable-protected-configs
+    yes` (throwaway_redis(*REFUSING_SERVER_ARGS)). Each kind is an error reply, never a
+    dropped connection: OOM (full, noeviction), READONLY (demoted to a replica), MISCONF
+    (snapshots failing with stop-writes-on-bgsave-error), NOPERM (the ACL took the app's
+    commands away), BUSY (a script running too long), NOREPLICAS (min-replicas-to-write).
+    """
+    import threading
+
+    import redis
+
+    client = server.client()
+    if kind == "oom":
+        return lambda: _fill_past_maxmemory(client), lambda: _stop_being_full(client)
+    if kind == "readonly":
+        # A failover demoted it: a replica of a master that is not there (yet).
+        return (lambda: client.execute_command("REPLICAOF", "127.0.0.1", str(free_port())),
+                lambda: client.execute_command("REPLICAOF", "NO", "ONE"))
+    if kind == "noreplicas":
+        return (lambda: client.config_set("min-replicas-to-write", 1),
+                lambda: client.config_set("min-replicas-to-write", 0))
+    if kind == "noperm":
+        # The operator's own user keeps every right; the app's (default) loses writes.
+        client.execute_command("ACL", "SETUSER", "operator", "on", ">operator", "~*", "&*", "+@all")
+        operator = redis.Redis(port=server.port, username="operator", password="operator",
+                               socket_timeout=10)
+        return (lambda: operator.execute_command("ACL", "SETUSER", "default", "-@write",
+                                                 "-@scripting"),
+                lambda: operator.execute_command("ACL", "SETUSER", "default", "+@all"))
+    if kind == "busy":
+        busy: dict = {}
+
+        def hold_the_server():
+            # A script that spins until it is killed: past lua-time-limit every other
+            # client is answered BUSY.
+            client.config_set("lua-time-limit", 50)
+            spinning = redis.Redis(port=server.port, socket_timeout=60)
+            busy["thread"] = threading.Thread(
+                target=lambda: _ignore_errors(
+                    lambda: spinning.eval("while true do redis.call('PING') end", 0)),
+                daemon=True,
+            )
+            busy["thread"].start()
+            probe = redis.Redis(port=server.port, socket_timeout=10)
+            wait_until(lambda: _answers_busy(probe), 10, message="the server never became busy")
+
+        def release():
+            killer = redis.Redis(port=server.port, socket_timeout=10)
+            wait_until(lambda: _ignore_errors(lambda: killer.script_kill()) is not False, 10,
+                       message="the script could not be killed")
+            busy["thread"].join(10)
+
+        return hold_the_server, release
+    assert kind == "misconf"
+    gone = server.dir / "gone"
+
+    def break_snapshots():
+        # A snapshot that cannot be written, with stop-writes-on-bgsave-error (default).
+        gone.mkdir()
+        client.config_set("save", "3600 1")
+        client.config_set("dir", str(gone))
+        gone.rmdir()
+        client.bgsave()
+        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err",
+                   timeout=30, message="the snapshot did not fail")
+
+    def repair():
+        client.config_set("dir", str(server.dir))
+        client.bgsave()
+        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "ok",
+                   timeout=30, message="the snapshot did not succeed again")
+
+    return break_snapshots, repair
+
+
+# Options of a throwaway redis-server that redis_refusal can make refuse writes.
+REFUSING_SERVER_ARGS = ("--maxmemory-policy", "noeviction", "--enable-protected-configs", "yes")
+
+
+def _ignore_errors(call):
+    import redis
+
+    try:
+        return call()
+    except redis.RedisError:
+        return False
+
+
+def _answers_busy(client) -> bool:
+    import redis
+
+    try:
+        client.set("probe", 1)
+    except redis.exceptions.BusyLoadingError:
+        return False
+    except redis.ResponseError as exc:
+        return str(exc).startswith("BUSY")
+    return False
