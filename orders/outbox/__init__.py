@@ -3,6 +3,8 @@
 - positions: Position, a place in commit order (xid, position), and why it is a pair.
 - tokens: the consistency token, a signed Position (X-Consistency-Token).
 - appending: Change and append(), inside a command's transaction.
+- horizon: how far readers may go (the oldest transaction that could still write this
+  database's outbox), and which transaction holds it.
 - reading: read_after() in commit-safe order, and what a reader still has to read.
 - upkeep: size, retention deletes, the deletes after a restore into a new cluster.
 
@@ -11,23 +13,22 @@ nothing else.
 """
 
 from orders.outbox.appending import Change, append, appended, insert_statement
+from orders.outbox.horizon import HorizonHolder, high_water_mark, horizon_holder, safe_horizon
 from orders.outbox.positions import MAX_POSITION, Position
 from orders.outbox.reading import (
     Batch,
     OutboxRow,
     first_pending_since,
-    high_water_mark,
     read_after,
     rows_behind,
-    safe_horizon,
     segment_of,
     segment_sql,
 )
 from orders.outbox.tokens import InvalidToken, decode_token, encode_token
 
 __all__ = [
-    "MAX_POSITION", "Batch", "Change", "InvalidToken", "OutboxRow", "Position", "append",
-    "appended", "decode_token", "encode_token", "first_pending_since", "high_water_mark",
+    "MAX_POSITION", "Batch", "Change", "HorizonHolder", "InvalidToken", "OutboxRow", "Position", "append",
+    "appended", "decode_token", "encode_token", "first_pending_since", "high_water_mark", "horizon_holder",
     "insert_statement", "read_after", "rows_behind", "safe_horizon", "segment_of",
     "segment_sql",
 ]

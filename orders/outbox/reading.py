@@ -1,8 +1,9 @@
 """Reading the outbox in commit order, and measuring what a reader has still to read.
 
-A reader only returns rows whose xid is below the xmin of its snapshot (every
-transaction below it has ended, so no row with such an xid can still appear) and walks
-them in (xid, position) order (orders.outbox.positions says why). A reader's place is
+A reader only returns rows whose xid is below the horizon of its snapshot (every
+transaction below it that could write this outbox has ended, so no row with such an xid
+can still appear: orders.outbox.horizon) and walks them in (xid, position) order
+(orders.outbox.positions says why). A reader's place is
 a Position; `segment` restricts a reader to the rows whose partition key hashes to it.
 """
 
@@ -15,6 +16,7 @@ from datetime import datetime
 from django.db import connection
 
 from orders.models import OutboxMessage
+from orders.outbox.horizon import horizon_sql
 from orders.outbox.positions import MAX_POSITION, Position
 
 TABLE = OutboxMessage._meta.db_table
@@ -55,13 +57,6 @@ class Batch:
         return self.checkpoint_after == Position(self.horizon - 1, MAX_POSITION)
 
 
-def safe_horizon() -> int:
-    """Return the xid below which every transaction has ended (the snapshot's xmin)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        return cursor.fetchone()[0]
-
-
 def segment_sql(segments: int) -> str:
     """SQL expression giving a row's segment (0..segments-1) from its partition key."""
     # mod(), not the % operator: this SQL is formatted with parameters.
@@ -86,9 +81,9 @@ def read_after(
     `segment` is (index, count): only rows whose partition key hashes to that segment.
     Rows of transactions still running, and everything after them, are left for later.
 
-    One statement, one round trip: the horizon is the xmin of the statement's own
-    snapshot, so every xid below it had ended when that snapshot was taken and the
-    rows read with the same snapshot are all of theirs. The statement also reads one
+    One statement, one round trip: the horizon is taken from the statement's own
+    snapshot, so every xid below it that could write here had ended when that snapshot
+    was taken and the rows read with the same snapshot are all of theirs. The statement also reads one
     row more than `limit` (to know whether the batch is complete without a second
     query) and, for a complete batch, the first row at or above the horizon: the
     oldest change this reader has not shown yet (its lag), with no second query either.
@@ -110,7 +105,7 @@ def read_after(
     # horizon is an init-plan parameter there, so its index scan starts at the horizon
     # (a complete batch's checkpoint is just below it) instead of at the outbox's start.
     cursor_sql = (
-        "WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon), "
+        f"WITH h AS MATERIALIZED (SELECT {horizon_sql()} AS horizon), "
         "held AS MATERIALIZED ("
         f"  SELECT created_at FROM {table} WHERE {mine} AND xid >= (SELECT horizon FROM h)"
         "   ORDER BY xid, position LIMIT 1"
@@ -155,11 +150,6 @@ def read_after(
         checkpoint = rows[-1].commit_position
     return Batch(rows=rows, horizon=horizon, checkpoint_after=checkpoint,
                  pending_since=pending_since)
-
-
-def high_water_mark() -> Position:
-    """Return the furthest position a reader can safely reach right now."""
-    return Position(safe_horizon() - 1, MAX_POSITION)
 
 
 def _rows_of(after: Position, aggregate_types: list[str], segment: tuple[int, int] | None):

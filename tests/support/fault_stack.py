@@ -71,7 +71,8 @@ class Postgres:
             check=True, stdout=subprocess.DEVNULL,
         )
 
-    def start(self) -> None:
+    def start(self, settings: str = "") -> None:
+        """Start the cluster (made by initdb on first start); `settings`: more `-c` options."""
         if not self.data.exists():
             for path in (self.data, self.sockets):
                 path.mkdir(parents=True)
@@ -87,7 +88,7 @@ class Postgres:
                 check=True, stdout=subprocess.DEVNULL,
             )
         self._ctl("-o", f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
-                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off", "start")
+                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off " + settings, "start")
         with psycopg.connect(f"postgres://postgres@127.0.0.1:{self.port}/postgres",
                              autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname='shop'").fetchone():
