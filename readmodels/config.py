@@ -72,3 +72,7 @@ def outbox_retention_days() -> float:
 
 def session_token_ttl_seconds() -> int:
     return int(_conf().get("SESSION_TOKEN_TTL_SECONDS", 3600))
+
+
+def horizon_hold_alert_seconds() -> float:
+    return float(_conf().get("HORIZON_HOLD_ALERT_SECONDS", 5))

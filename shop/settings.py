@@ -116,10 +116,20 @@ DATABASES["default"]["TEST"] = {"NAME": env.get("DATABASE_TEST_NAME", "test_shop
 # acknowledged); libpq's keepalives do the same on the client side, so a worker whose
 # server vanished does not wait either. A pooler between workers and PostgreSQL must
 # run in session mode (the lock is the session's) and pass these options on.
+#
+# A write transaction of this database holds the outbox horizon (orders.outbox.horizon)
+# for as long as it stays open, and with it every view. The shop's own transactions last
+# milliseconds; one left idle in a transaction (a bug, a debugging session through the
+# app's settings) is ended by the server after DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS
+# (0: never), so it holds the views at most that long.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = int(
+    1000 * float(env.get("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "10"))
+)
 DATABASES["default"].setdefault("OPTIONS", {}).update(
     keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
     options="-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
-    "-c tcp_keepalives_count=3 -c tcp_user_timeout=10000",
+    "-c tcp_keepalives_count=3 -c tcp_user_timeout=10000 "
+    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}",
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -361,6 +371,10 @@ READMODELS = {
     "MICRO_BATCH_LINGER_MS": env.get_int("MICRO_BATCH_LINGER_MS", 5),
     "REBUILD_GRACE_SECONDS": 600.0,
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
+    # A transaction of this database that holds the outbox horizon (and so every view)
+    # longer than this is named by `projections status`, /metrics, the projections admin
+    # and /api/health/ready (degraded).
+    "HORIZON_HOLD_ALERT_SECONDS": float(env.get("HORIZON_HOLD_ALERT_SECONDS", "5")),
 }
 
 CELERY_BEAT_SCHEDULE = {

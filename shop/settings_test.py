@@ -19,6 +19,9 @@ os.environ.setdefault("STREAMS_PER_CLIENT", "1000")
 # so a read in the suite gets a longer allowance than the shipped 1 s; the deadline tests
 # (test_read_store_deadlines) set the shipped one on their servers.
 os.environ.setdefault("READMODELS_READ_TIMEOUT_SECONDS", "10")
+# A test may keep its transaction open while it waits on a server or a worker for longer
+# than the shipped 10 s (tests/complete/test_outbox_horizon.py checks the shipped value).
+os.environ.setdefault("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "300")
 
 from shop.settings import *  # noqa: E402,F403
 from shop.settings import DATABASES, READMODELS, REDIS_URL  # noqa: E402

@@ -10,6 +10,8 @@ shared one allows no prepared transactions).
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,8 +24,11 @@ from orders.outbox import decode_token
 from orders.outbox.horizon import horizon_sql
 from readmodels import projectors
 from readmodels.pipeline import runner
+from tests.support import ROOT
 from tests.support.fault_stack import Postgres
+from tests.support.processes import worker_env
 from tests.support.readside import checkpoint_position, project_all
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,3 +118,56 @@ def test_prepared_transactions_hold_only_their_own_database():
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+_IDLE_IN_A_TRANSACTION = """
+import sys, time, django
+django.setup()
+from django.db import connection, transaction
+with connection.cursor() as cursor:
+    cursor.execute("SHOW idle_in_transaction_session_timeout")
+    print(cursor.fetchone()[0], flush=True)
+with transaction.atomic():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), pg_current_xact_id()::text")
+        print(*cursor.fetchone(), flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def _app_session_left_idle(seconds: float, *, unset: tuple[str, ...] = (), **env):
+    environment = worker_env(**env)
+    for name in unset:
+        environment.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _IDLE_IN_A_TRANSACTION, str(seconds)], cwd=ROOT, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    timeout = process.stdout.readline().strip()
+    pid, xid = process.stdout.readline().split()
+    return process, timeout, int(pid), int(xid)
+
+
+def test_the_shop_s_sessions_end_a_transaction_left_idle_and_let_the_views_go(read_models):
+    # The shipped default, on a session made with the production settings.
+    process, shipped, _, _ = _app_session_left_idle(
+        0, DJANGO_SETTINGS_MODULE="shop.settings", unset=("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS",)
+    )
+    process.wait(30)
+    assert shipped == "10s"
+
+    process, timeout, pid, xid = _app_session_left_idle(
+        60, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS="1"
+    )
+    try:
+        assert timeout == "1s"
+        assert outbox.safe_horizon() <= xid  # held while the transaction is open
+        # The server ends the session after a second idle in its transaction.
+        wait_until(lambda: outbox.safe_horizon() > xid, 15,
+                   message="the idle transaction kept holding the horizon")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+            assert cursor.fetchone()[0] == 0
+    finally:
+        process.kill()
+        process.wait(10)
