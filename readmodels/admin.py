@@ -155,6 +155,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         now = timezone.now()
         since = now - timedelta(hours=1)
         rows = status.segment_statuses()
+        holder = status.horizon_hold()
         previous = {}
         for sample in LagSample.objects.filter(at__gte=now - timedelta(minutes=1)).order_by("at"):
             previous.setdefault((sample.projector, sample.segment), sample)
@@ -163,6 +164,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
             "title": "Projections",
             "refresh_seconds": REFRESH_SECONDS,
             "rows": rows,
+            "horizon_advice": status.horizon_advice(holder) if holder else "",
             "chart": lag_chart(list(LagSample.objects.filter(at__gte=since)), since, now),
             "reconciles": {name: reconcile.last_result(name) for name in projectors.PROJECTORS},
             "rebuilds": {

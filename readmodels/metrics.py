@@ -14,6 +14,9 @@ import logging
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from orders import outbox as outbox_horizon
+from readmodels import config
+
 logger = logging.getLogger(__name__)
 
 COMMIT_TO_VISIBLE = Histogram(
@@ -65,9 +68,21 @@ class ProjectionCollector:
             labels=["read_model"],
         )
         outbox = GaugeMetricFamily("shop_outbox_rows", "Rows in the outbox.")
+        held = GaugeMetricFamily(
+            "shop_outbox_horizon_held_seconds",
+            "How long the oldest running transaction of this database has held the outbox "
+            "horizon back (every view stands still behind it); 0 when none does.",
+        )
+        holder_info = GaugeMetricFamily(
+            "shop_outbox_horizon_holder_seconds",
+            "The transaction holding the outbox horizon past HORIZON_HOLD_ALERT_SECONDS, "
+            "by backend pid, database, application and state: how long it has held it.",
+            labels=["pid", "database", "application_name", "state"],
+        )
         try:
             statuses = status.segment_statuses(rows_behind_cap=ROWS_BEHIND_CAP)
             size = status.outbox_size()
+            holder = outbox_horizon.horizon_holder()
         except Exception:  # noqa: BLE001 - a scrape must answer even with the DB down
             logger.warning("metrics: PostgreSQL unavailable", exc_info=True)
             return
@@ -82,4 +97,12 @@ class ProjectionCollector:
                 slo.add_metric([s.projector], s.slo_seconds)
                 dead.add_metric([s.projector], s.dead_letters)
         outbox.add_metric([], size)
-        yield from (lag, behind, slo, breach, dead, outbox)
+        age = holder.age_seconds if holder is not None and holder.age_seconds else 0.0
+        held.add_metric([], age)
+        if holder is not None and age > config.horizon_hold_alert_seconds():
+            holder_info.add_metric(
+                [str(holder.pid or ""), holder.database or "", holder.application_name or "",
+                 holder.state or ""],
+                age,
+            )
+        yield from (lag, behind, slo, breach, dead, outbox, held, holder_info)

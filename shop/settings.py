@@ -195,6 +195,12 @@ WEB_MAX_REQUESTS = env.get_int("WEB_MAX_REQUESTS", 32)
 WEB_MAX_READS = env.get_int("WEB_MAX_READS", 24)
 WEB_RETRY_AFTER_SECONDS = env.get_int("WEB_RETRY_AFTER_SECONDS", 1)
 
+# Readiness probes (shop.health) are admitted whatever the load, so each is cheap: every
+# dependency is checked at once within this timeout, on connections of the probe's own
+# (never the web's pool), and a process answers probes from one check per this long.
+HEALTH_CHECK_TIMEOUT_SECONDS = float(env.get("HEALTH_CHECK_TIMEOUT_SECONDS", "1"))
+HEALTH_CACHE_SECONDS = float(env.get("HEALTH_CACHE_SECONDS", "1"))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "shop.web.api_tokens.ApiTokenAuthentication",

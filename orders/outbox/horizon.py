@@ -97,25 +97,26 @@ class HorizonHolder:
         return f"xid {self.xid} ({', '.join(parts)}), open for {age}"
 
 
-def horizon_holder() -> HorizonHolder | None:
-    """The oldest running transaction that holds this database's outbox horizon, if any."""
+def holder_sql() -> str:
+    """The statement that reads the horizon's holder (no row when nothing holds it)."""
     holding = _HOLDING_XIDS.format(snapshot="(SELECT snap FROM s)")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
-            f"h AS MATERIALIZED (SELECT min(x) AS xid FROM ({holding}) held) "
-            "SELECT h.xid::text::bigint, a.pid, coalesce(a.datname, p.database), a.application_name, "
-            "  CASE WHEN p.gid IS NOT NULL THEN 'prepared' ELSE a.state END, "
-            "  coalesce(a.xact_start, p.prepared), "
-            "  extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, p.prepared)), p.gid "
-            "FROM h "
-            "LEFT JOIN pg_stat_activity a "
-            "  ON a.backend_xid::text::bigint = (h.xid::text::bigint & 4294967295) "
-            "LEFT JOIN pg_prepared_xacts p "
-            "  ON p.transaction::text::bigint = (h.xid::text::bigint & 4294967295) "
-            "WHERE h.xid IS NOT NULL LIMIT 1"
-        )
-        row = cursor.fetchone()
+    return (
+        "WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap), "
+        f"h AS MATERIALIZED (SELECT min(x) AS xid FROM ({holding}) held) "
+        "SELECT h.xid::text::bigint, a.pid, coalesce(a.datname, p.database), a.application_name, "
+        "  CASE WHEN p.gid IS NOT NULL THEN 'prepared' ELSE a.state END, "
+        "  coalesce(a.xact_start, p.prepared), "
+        "  extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, p.prepared)), p.gid "
+        "FROM h "
+        "LEFT JOIN pg_stat_activity a "
+        "  ON a.backend_xid::text::bigint = (h.xid::text::bigint & 4294967295) "
+        "LEFT JOIN pg_prepared_xacts p "
+        "  ON p.transaction::text::bigint = (h.xid::text::bigint & 4294967295) "
+        "WHERE h.xid IS NOT NULL LIMIT 1"
+    )
+
+
+def holder_from_row(row) -> HorizonHolder | None:
     if row is None:
         return None
     xid, pid, database, application, state, started_at, age, gid = row
@@ -124,3 +125,10 @@ def horizon_holder() -> HorizonHolder | None:
         state=state, started_at=started_at, age_seconds=None if age is None else float(age),
         prepared_gid=gid,
     )
+
+
+def horizon_holder() -> HorizonHolder | None:
+    """The oldest running transaction that holds this database's outbox horizon, if any."""
+    with connection.cursor() as cursor:
+        cursor.execute(holder_sql())
+        return holder_from_row(cursor.fetchone())

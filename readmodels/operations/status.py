@@ -112,3 +112,27 @@ def segment_statuses(*, rows_behind_cap: int | None = None) -> list[SegmentStatu
 
 def outbox_size() -> int:
     return upkeep.size()
+
+
+def horizon_hold() -> outbox.HorizonHolder | None:
+    """The transaction holding the outbox horizon (every view stands still behind it),
+    once it has held it past HORIZON_HOLD_ALERT_SECONDS; None otherwise."""
+    holder = outbox.horizon_holder()
+    if holder is None or holder.age_seconds is None:
+        return None
+    if holder.age_seconds <= config.horizon_hold_alert_seconds():
+        return None
+    return holder
+
+
+def horizon_advice(holder: outbox.HorizonHolder) -> str:
+    """What an operator reads: who holds the views, and how to let them go."""
+    end = (
+        f"end it (SELECT pg_terminate_backend({holder.pid}))" if holder.pid is not None
+        else f"commit or roll back the prepared transaction ({holder.prepared_gid!r})"
+        if holder.prepared_gid else "find it in pg_stat_activity"
+    )
+    return (
+        f"The outbox horizon is held by {holder.describe()}: no view shows a change "
+        f"committed after it began until it ends; {end}."
+    )

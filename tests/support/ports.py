@@ -18,3 +18,23 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+class SilentListener:
+    """A port that accepts connections (the kernel completes the handshake) and never
+    answers: a server that hangs, as a store does when it accepts and never replies."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(512)
+        self.port = self.socket.getsockname()[1]
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def __enter__(self) -> SilentListener:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,6 +1,7 @@
 """Operate the projections: status, rebuild, reconcile, dead letters.
 
-    manage.py projections status [--json]           exit 1 when an SLO is breached
+    manage.py projections status [--json]           exit 1 when an SLO is breached, or a
+                                                    transaction holds the outbox horizon
     manage.py projections rebuild NAME|--all
     manage.py projections reconcile NAME|--all [--repair]
     manage.py projections deadletters [--retry|--discard] [--projector NAME] [--id N ...]
@@ -104,6 +105,7 @@ class Command(BaseCommand):
 
     def do_status(self, options):
         rows = status.segment_statuses()
+        holder = status.horizon_hold()
         breached = [r for r in rows if r.breached]
         for r in breached:
             logger.warning(
@@ -127,6 +129,12 @@ class Command(BaseCommand):
                             if r.last_success_at else None,
                             "last_error": r.last_error,
                             "dead_letters": r.dead_letters,
+                            # The same for every row: the transaction holding every view.
+                            "horizon_holder": None if holder is None else {
+                                "xid": holder.xid, "pid": holder.pid, "database": holder.database,
+                                "application_name": holder.application_name,
+                                "state": holder.state, "age_seconds": round(holder.age_seconds, 1),
+                            },
                         }
                         for r in rows
                     ],
@@ -147,7 +155,9 @@ class Command(BaseCommand):
                     f"{r.lag_seconds:>8.2f} {r.slo_seconds:>6.1f} {r.state:<8} "
                     f"{r.dead_letters:>5}  {r.last_error[:60]}"
                 )
-        if breached:
+        if holder is not None:
+            self.stderr.write(status.horizon_advice(holder))
+        if breached or holder is not None:
             sys.exit(1)
 
     def do_rebuild(self, options):
