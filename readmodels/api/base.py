@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from readmodels import config
 from readmodels.api.early_waits import SCOPE_KEY
-from readmodels.api.waits import known_user, wait_for_token
+from readmodels.api.waits import known_user, past_slo, wait_for_token
 from readmodels.stores import StoreUnavailable, read_deadline
 from shop.web.admission import overloaded_response
 from shop.web.metrics import READS
@@ -53,6 +53,7 @@ def projected(view_class):
     view.initkwargs = drf_view.initkwargs
     view.csrf_exempt = True
     view.projected_read_model = view_class.read_model
+    view.projected_slo_model = view_class.slo_model or view_class.read_model
     view.__name__ = drf_view.__name__
     view.__doc__ = drf_view.__doc__
     return view
@@ -84,6 +85,7 @@ class ProjectedReadView(APIView):
                 self.read_model,
                 request._request,
                 known_user(request.user.pk if request.user.is_authenticated else None),
+                slo_model=self.slo_model,
             )
             if waited.overloaded:
                 return overloaded_response()
@@ -93,8 +95,7 @@ class ProjectedReadView(APIView):
         state = waited.state
         if state is None:
             return self._degrade(request, None, **kwargs)
-        slo_ms = config.slo_seconds(self.slo_model or self.read_model) * 1000
-        if not state.reported or state.lag_ms > slo_ms:
+        if past_slo(state, self.slo_model or self.read_model):
             return self._degrade(request, state, **kwargs)
         self.consistency_headers = {
             "X-Consistency": "eventual",
@@ -115,21 +116,36 @@ class ProjectedReadView(APIView):
             read_deadline.reset(deadline)
         return self._degrade(request, None, **kwargs)
 
+    def _why_degraded(self, state) -> tuple[str, str]:
+        """(X-Fallback-Reason, a sentence for people) of a view that cannot answer."""
+        if state is None:
+            return "store-unavailable", f"The {self.read_model} view's store did not answer."
+        if not state.reported:
+            return "not-reported", f"The {self.read_model} view has not reported its progress yet."
+        slo = config.slo_seconds(self.slo_model or self.read_model)
+        return "behind", (
+            f"The {self.read_model} view is {state.lag_ms / 1000:.1f} s behind, past its "
+            f"{slo:g} s lag SLO."
+        )
+
     def _degrade(self, request, state, **kwargs):
         lag = "" if state is None else str(state.lag_ms)
+        reason, sentence = self._why_degraded(state)
         if self.fallback == "strong":
             self.consistency_headers = {
                 "X-Consistency": "strong-fallback",
                 "X-Read-Model": self.read_model,
                 "X-Stale": "false",
+                "X-Fallback-Reason": reason,
             }
             if lag:
                 self.consistency_headers["X-Read-Model-Lag-Ms"] = lag
             return self.read_strong(request, **kwargs)
-        self.consistency_headers = {"X-Read-Model": self.read_model, "Retry-After": "1"}
+        self.consistency_headers = {"X-Read-Model": self.read_model, "Retry-After": "1",
+                                    "X-Fallback-Reason": reason}
         if lag:
             self.consistency_headers["X-Read-Model-Lag-Ms"] = lag
-        raise ReadModelUnavailable()
+        raise ReadModelUnavailable(f"{sentence} Retry shortly.")
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

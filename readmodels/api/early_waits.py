@@ -42,12 +42,15 @@ class EarlyTokenWaits:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "GET":
-            read_model = _projected_read_model(scope)
-            if read_model is not None:
+        # HEAD is a GET without the body: it waits here too, never in the view (where it
+        # would hold a thread and a pooled connection for its whole wait).
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            view = _projected_read_view(scope)
+            if view is not None:
                 request = ASGIRequest(scope, io.BytesIO())
                 waited = scope[SCOPE_KEY] = await wait_for_token(
-                    read_model, request, functools.partial(_identify, request)
+                    view.projected_read_model, request, functools.partial(_identify, request),
+                    slo_model=view.projected_slo_model,
                 )
                 if waited.overloaded:
                     return await send_overloaded(send)
@@ -85,7 +88,8 @@ def _user_id_of(request) -> int | None:
         connections.close_all()
 
 
-def _projected_read_model(scope) -> str | None:
+def _projected_read_view(scope):
+    """The URL's view function if it is a projected read (readmodels.api.base.projected)."""
     path = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -94,4 +98,4 @@ def _projected_read_model(scope) -> str | None:
         match = resolve(path)
     except Resolver404:
         return None
-    return getattr(match.func, "projected_read_model", None)
+    return match.func if hasattr(match.func, "projected_read_model") else None

@@ -79,6 +79,13 @@ def projected_parameters() -> list[OpenApiParameter]:
             "How long the read waited for its token, in ms (only when one governed).",
             integer=True,
         ),
+        _response_header(
+            "X-Fallback-Reason",
+            "Why the view could not answer (on a strong-fallback or a 503): `behind` (past "
+            "its lag SLO; a token read then does not wait), `store-unavailable`, "
+            "`not-reported`.",
+            enum=["behind", "store-unavailable", "not-reported"],
+        ),
     ]
 
 

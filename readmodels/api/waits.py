@@ -64,19 +64,34 @@ def known_user(user_id: int | None):
     return identify
 
 
-async def wait_for_token(read_model: str, request, identify=anonymous) -> TokenWait:
+def past_slo(state: ReadModelState, slo_model: str) -> bool:
+    """The view cannot answer within its SLO: it has not reported, or lags past it."""
+    return not state.reported or lags_past_slo(state, slo_model)
+
+
+def lags_past_slo(state: ReadModelState, slo_model: str) -> bool:
+    """The view reported, and is further behind than its SLO: a wait for it would most
+    likely be spent whole (a transaction holds the outbox horizon, its store fails, a
+    backlog). One that has not reported yet (its projector's first run) is waited for."""
+    return state.reported and state.lag_ms > config.slo_seconds(slo_model) * 1000
+
+
+async def wait_for_token(read_model: str, request, identify=anonymous, *,
+                         slo_model: str | None = None) -> TokenWait:
     """The token wait of a projected read (see _wait), on the right Waiting.
 
     `identify` is an async callable giving the signed-in user's id (or None); it is
-    called only when the request sends no token of its own.
+    called only when the request sends no token of its own. `slo_model` names the lag
+    SLO the read is held to (its read model's by default).
     """
+    slo_model = slo_model or read_model
     if hasattr(request, "scope"):
-        return await _wait(read_model, request, progress.waiting(), identify)
+        return await _wait(read_model, slo_model, request, progress.waiting(), identify)
     # Not under ASGI: this event loop was made for this request and ends with it, so
     # its Redis connections must not outlive it.
     waiting = progress.Waiting()
     try:
-        return await _wait(read_model, request, waiting, identify)
+        return await _wait(read_model, slo_model, request, waiting, identify)
     finally:
         await waiting.close()
 
@@ -94,11 +109,14 @@ async def _session_token(waiting: progress.Waiting, user_id, deadline: float):
         return None
 
 
-async def _wait(read_model: str, request, waiting: progress.Waiting, identify) -> TokenWait:
+async def _wait(read_model: str, slo_model: str, request, waiting: progress.Waiting,
+                identify) -> TokenWait:
     """Validate the token and max_wait_ms and wait for the token.
 
     The token is the request's own, else the signed-in user's remembered one (session
-    consistency), unless the request opts out.
+    consistency), unless the request opts out. A view already past its SLO is not
+    waited for: the read falls back (or answers 503) at once, as it would after the
+    wait, instead of spending the whole wait on a view that cannot get there.
     """
     try:
         source, token = token_requested(request)
@@ -132,7 +150,8 @@ async def _wait(read_model: str, request, waiting: progress.Waiting, identify) -
         else:
             async with place_given_back(request, allowance):
                 reached, current = await waiting.wait_for(
-                    read_model, token, started + max_wait_ms / 1000
+                    read_model, token, started + max_wait_ms / 1000,
+                    hopeless=lambda state: lags_past_slo(state, slo_model),
                 )
     except StoreUnavailable:
         return TokenWait(token=token, source=source)

@@ -169,17 +169,21 @@ class Waiting:
         return _decode(projector, values)
 
     async def wait_for(
-        self, projector: str, target: Position, deadline: float
+        self, projector: str, target: Position, deadline: float, *, hopeless=None
     ) -> tuple[bool, ReadModelState]:
         """Wait until the read model covers `target` or the monotonic `deadline` passes.
 
-        Every Redis call ends by the deadline plus the read allowance; a wait never
-        ends later than that, whatever Redis does.
+        `hopeless(state)`: when it says the view cannot get there in time (a view past
+        its SLO: a transaction holds the outbox horizon, a store fails), answer at once
+        instead of waiting. Every Redis call ends by the deadline plus the read
+        allowance; a wait never ends later than that, whatever Redis does.
         """
         allowance = config.read_timeout()
         current = await self.state(projector, deadline + allowance)
         if current.covers(target) or time.monotonic() >= deadline:
             return current.covers(target), current
+        if hopeless is not None and hopeless(current):
+            return False, current
         future = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(projector, {})[future] = target
         self.count += 1

@@ -5,6 +5,8 @@ has not run for, older than a small SLO."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from orders import commands
@@ -122,3 +124,44 @@ def test_past_its_slo_a_search_answers_503_with_retry_after(shop, settings, staf
     response = staff_client.get("/api/products/search?q=lamp&max_wait_ms=0")
     _assert_unavailable(response, "products_search")
     assert int(response["X-Read-Model-Lag-Ms"]) > 50
+
+
+def test_a_token_read_of_a_view_past_its_slo_does_not_wait_and_says_why(
+    shop, settings, client_for, staff_client
+):
+    """A view past its SLO (here: a commit no projector runs for) cannot get there within
+    the wait: the read falls back, or answers 503, at once instead of at the wait's end."""
+    customer, product, _order = shop
+    _with_slos(settings, 0.05)
+    newer = commands.place_order(customer_id=customer.pk, lines=[commands.LineRequest(product.pk, 2)])
+    wait_until(lambda: progress.state("order_summary").lag_ms > 50, 30,
+               message="the order summary's lag never passed its SLO")
+    wait = 20_000  # far longer than a read that does not wait takes
+
+    started = time.monotonic()
+    summary = client_for(customer.user).get(
+        f"/api/orders/{newer.value.pk}/summary?max_wait_ms={wait}",
+        HTTP_X_CONSISTENCY_TOKEN=newer.token,
+    )
+    search = staff_client.get(f"/api/products/search?q=lamp&max_wait_ms={wait}",
+                              HTTP_X_CONSISTENCY_TOKEN=newer.token)
+    took = time.monotonic() - started
+
+    assert took < wait / 1000 / 2, f"the reads waited for a view past its SLO ({took:.1f} s)"
+    _assert_fallback(summary, "order_summary")
+    assert summary["X-Fallback-Reason"] == "behind"
+    assert summary.json()["id"] == str(newer.value.pk)
+    _assert_unavailable(search, "products_search")
+    assert search["X-Fallback-Reason"] == "behind"
+    assert "behind" in search.json()["error"]["message"]
+    assert "SLO" in search.json()["error"]["message"]
+
+
+def test_a_view_whose_store_is_down_says_so(shop, settings, client_for):
+    customer, _product, order = shop
+    _with_slos(settings, 3600)
+    settings.ELASTICSEARCH_URL = f"http://127.0.0.1:{free_port()}"
+    response = client_for(customer.user).get(f"/api/customers/{customer.pk}/orders")
+    _assert_unavailable(response, "orders_search")
+    assert response["X-Fallback-Reason"] == "store-unavailable"
+    assert "did not answer" in response.json()["error"]["message"]

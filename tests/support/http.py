@@ -68,7 +68,7 @@ class Http:
                          headers=sent)
             response = conn.getresponse()
             raw = response.read()
-            if response.headers.get("Content-Type", "").startswith("application/json"):
+            if raw and response.headers.get("Content-Type", "").startswith("application/json"):
                 return response.status, response.headers, json.loads(raw)
             return response.status, response.headers, raw.decode(errors="replace")
         finally:
