@@ -143,6 +143,18 @@ class Rebuild(models.Model):
         return f"rebuild {self.projector} g{self.generation} ({self.status})"
 
 
+class OutboxPurge(models.Model):
+    """How far outbox retention may have deleted rows (one row, moved forward only).
+
+    A segment rewound to a place before it (its store came back older than that) cannot
+    re-read the rows in between: it projects every aggregate's current state instead.
+    """
+
+    xid = models.BigIntegerField(default=0)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
 class LagSample(models.Model):
     """A projector segment's lag at a moment, for the admin's lag chart."""
 

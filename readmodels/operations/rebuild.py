@@ -31,7 +31,7 @@ from orders.outbox import Position
 from readmodels import config, projectors
 from readmodels.models import Checkpoint, Rebuild, RebuildStatus
 from readmodels.pipeline import locks, progress
-from readmodels.stores import StoreUnavailable, redis_store
+from readmodels.stores import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +163,7 @@ def _reset_checkpoints(projector, position: Position) -> None:
     name = projector.name
     segments = config.segments(name)
     Checkpoint.objects.filter(projector=name).delete()
-    client = redis_store.client()
-    stale = list(client.scan_iter(match=f"{progress.channel(name)}:*", count=1000))
-    if stale:
-        client.delete(*stale)
+    progress.forget(name)
     for segment in range(segments):
         Checkpoint.objects.create(
             projector=name, segment=segment, segments=segments,

@@ -1,10 +1,12 @@
 """Outbox retention: delete rows every projector has passed, once they are old enough.
 
 A row is kept while any projector segment (of the current segment count) has not
-passed it, while an unfinished rebuild has not caught up past it (it will need the row
-when it resumes, however late), while a dead or retrying letter still points at it, or
-while it is younger than the retention period. Deletes go in small batches so they
-never hold long locks.
+passed it; for a view whose store keeps its own progress report (Redis), while that
+report has not (a store that came back older re-reads the rows after what it holds);
+while an unfinished rebuild has not caught up past it (it will need the row when it
+resumes, however late); while a dead or retrying letter still points at it; or while
+it is younger than the retention period. Deletes go in small batches so they never
+hold long locks.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from django.utils import timezone
 
 from orders.outbox import Position, upkeep
 from readmodels import config, projectors
-from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus, Rebuild, RebuildStatus
+from readmodels.models import (
+    Checkpoint,
+    DeadLetter,
+    DeadLetterStatus,
+    OutboxPurge,
+    Rebuild,
+    RebuildStatus,
+)
+from readmodels.pipeline import progress
+from readmodels.stores import StoreUnavailable
 
 # A rebuild in one of these states resumes from its caught-up position.
 UNFINISHED = [RebuildStatus.COPYING, RebuildStatus.CATCHING_UP, RebuildStatus.SWITCHED]
@@ -44,6 +55,17 @@ def safe_horizon() -> tuple[int, int] | None:
     ):
         if lowest is None or (xid, position) < lowest:
             lowest = (xid, position)
+    for name, projector in projectors.PROJECTORS.items():
+        if not projector.store.holds_progress:
+            continue
+        try:
+            held = progress.state(name).position
+        except StoreUnavailable:
+            return None  # what the store holds is unknown: keep every row for now
+        if held is None:
+            return None
+        if lowest is None or (held.xid, held.position) < lowest:
+            lowest = (held.xid, held.position)
     return lowest
 
 
@@ -59,7 +81,18 @@ def purge(*, batch_size: int = 5000, max_batches: int = 100) -> int:
             status__in=[DeadLetterStatus.DEAD, DeadLetterStatus.RETRYING]
         ).values_list("outbox_position", flat=True)
     )
-    return upkeep.delete_passed(
+    deleted = upkeep.delete_passed(
         up_to=Position(*horizon), created_before=cutoff, keep=kept, batch_size=batch_size,
         max_batches=max_batches,
     )
+    if deleted:
+        _purged_through(Position(*horizon))
+    return deleted
+
+
+def _purged_through(position: Position) -> None:
+    """Remember how far rows may be gone (forward only): a segment sent back before it
+    cannot re-read them (readmodels.pipeline.runner)."""
+    mark, _ = OutboxPurge.objects.get_or_create(pk=1)
+    if not Position(mark.xid, mark.position).covers(position):
+        OutboxPurge.objects.filter(pk=1).update(xid=position.xid, position=position.position)

@@ -118,6 +118,18 @@ def save_progress(checkpoint: Checkpoint, position: Position, rows: int) -> None
     checkpoint.failures = 0
 
 
+def rewind(checkpoint: Checkpoint, position: Position) -> None:
+    """Move the checkpoint back to what the store holds (its store came back older).
+
+    The only step backwards a checkpoint takes, with the segment's lock held: the rows
+    after `position` are read and written again.
+    """
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(
+        xid=position.xid, position=position.position, updated_at=timezone.now()
+    )
+    checkpoint.xid, checkpoint.position = position.xid, position.position
+
+
 def save_failure(checkpoint: Checkpoint, error: Exception) -> None:
     """Record a failed run and when the segment may try again (a growing backoff)."""
     failures = checkpoint.failures + 1

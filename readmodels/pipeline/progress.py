@@ -1,7 +1,8 @@
 """Where each read model stands, published in Redis for readers that must not ask PostgreSQL.
 
 After every batch a projector segment writes its checkpoint and the age of its oldest
-change not yet visible to a hash, and announces it on a pub/sub channel. Projected
+change not yet visible (a report), and announces it on a pub/sub channel; a report
+never moves backwards, and for a view in Redis it never claims more than Redis holds. Projected
 reads take a read model's position as the minimum over its segments, and wait for a
 consistency token by listening on the channel (no polling of the database).
 """
@@ -30,6 +31,56 @@ def channel(projector: str) -> str:
     return f"{config.namespace()}:progress:{projector}"
 
 
+# A segment's report, kept only if it says at least as much as the one stored (a
+# late report of a worker that lost its segment never moves a view backwards), and,
+# when asked, only if the store holds what the report builds on.
+# KEYS[1] the report; ARGV[1] the report (JSON, xid and position as decimal strings),
+# ARGV[2], ARGV[3] its xid and position, ARGV[4], ARGV[5] the position the store must
+# hold already ('' to not check), ARGV[6] the channel, ARGV[7] the announcement.
+# xids and positions pass 2^53, beyond what a Lua number holds exactly: they are
+# compared as decimal strings, by length, then lexically.
+_PUBLISH = """
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local stored = redis.call('GET', KEYS[1])
+local sx, sp
+if stored then
+  local ok, report = pcall(cjson.decode, stored)
+  if ok and type(report) == 'table' and type(report.xid) == 'string'
+     and type(report.position) == 'string' then
+    sx, sp = report.xid, report.position
+  end
+end
+if ARGV[4] ~= '' then
+  if sx then
+    if less(sx, ARGV[4]) or (sx == ARGV[4] and less(sp, ARGV[5])) then
+      return {'behind', sx, sp}
+    end
+  elseif not stored and (ARGV[4] ~= '0' or ARGV[5] ~= '0') then
+    return {'lost'}
+  end
+end
+if sx and (less(ARGV[2], sx) or (ARGV[2] == sx and less(ARGV[3], sp))) then
+  return {'older', sx, sp}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return {'published'}
+"""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What became of a report: `published`; `older` (a newer one is kept); `behind`
+    (the store holds less than the report builds on: `stored`); `lost` (the store holds
+    no report at all, and the report builds on something)."""
+
+    outcome: str
+    stored: Position | None = None
+
+
 def publish(
     *,
     projector: str,
@@ -37,23 +88,45 @@ def publish(
     segments: int,
     checkpoint: Position,
     pending_since: datetime | None,
-) -> None:
-    """Record a segment's checkpoint and announce it (best effort: Redis may be down)."""
+    store_holds: Position | None = None,
+) -> Published:
+    """Record a segment's checkpoint and announce it.
+
+    Never backwards: a report older than the stored one is dropped. `store_holds`: for a
+    view that lives in this Redis, where the batch began; the report is kept only if
+    the stored report (written after the documents it covers, so it is never ahead of
+    them in what Redis keeps: a snapshot, the append-only file or a replica) has got
+    there. If Redis came back older than that, the report is refused (`behind`), so
+    readers are never told of documents Redis does not have.
+    """
     now = time.time()
     state = {
-        "xid": checkpoint.xid,
-        "position": checkpoint.position,
+        "xid": str(checkpoint.xid),
+        "position": str(checkpoint.position),
         "pending_since": pending_since.timestamp() if pending_since else None,
         "reported_at": now,
     }
-    client = redis_store.client()
-    pipe = client.pipeline(transaction=False)
-    pipe.set(_key(projector, segment, segments), json.dumps(state))
-    pipe.publish(channel(projector), json.dumps({"segment": segment, **state}))
+    check = store_holds
     try:
-        pipe.execute()
-    except redis_store.ANY_ERROR as exc:  # MISCONF too: a SET and a PUBLISH fail only store-wide
+        answer = redis_store.client().eval(
+            _PUBLISH, 1, _key(projector, segment, segments),
+            json.dumps(state), state["xid"], state["position"],
+            "" if check is None else str(check.xid), "" if check is None else str(check.position),
+            channel(projector), json.dumps({"segment": segment, **state}),
+        )
+    except redis_store.ANY_ERROR as exc:  # MISCONF too: the script fails only store-wide
         raise StoreUnavailable(f"Redis: {exc}") from exc
+    outcome = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
+    stored = Position(int(answer[1]), int(answer[2])) if len(answer) == 3 else None
+    return Published(outcome, stored)
+
+
+def forget(projector: str) -> None:
+    """Drop every segment's report of a read model (after a restore, a new start)."""
+    client = redis_store.client()
+    stale = list(client.scan_iter(match=f"{channel(projector)}:*", count=1000))
+    if stale:
+        client.delete(*stale)
 
 
 def _head_key(projector: str) -> str:
@@ -92,7 +165,7 @@ def _decode(projector: str, values: list) -> ReadModelState:
         if value is None:
             return ReadModelState(None, 0, False)
         report = json.loads(value)
-        positions.append(Position(report["xid"], report["position"]))
+        positions.append(Position(int(report["xid"]), int(report["position"])))
         if report["pending_since"] is not None:
             lag = max(lag, now - report["pending_since"])
         if now - report["reported_at"] > silent_after:

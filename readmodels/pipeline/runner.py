@@ -24,7 +24,7 @@ from django.utils import timezone
 from orders import outbox
 from orders.outbox import Position
 from readmodels import config, metrics
-from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus
+from readmodels.models import Checkpoint, DeadLetter, DeadLetterStatus, OutboxPurge
 from readmodels.pipeline import checkpoints, progress, store_loss
 from readmodels.pipeline.blame import project_one_by_one
 from readmodels.pipeline.failures import RetryLater, is_outage
@@ -70,24 +70,57 @@ _UNKNOWN = object()
 
 
 def publish_progress(projector: Projector, checkpoint: Checkpoint, segment: int, segments: int,
-                     pending_since=_UNKNOWN) -> None:
-    """Publish the segment's checkpoint; `pending_since` as read with the batch, if known."""
+                     pending_since=_UNKNOWN, *,
+                     built_on: Position | None = None) -> progress.Published | None:
+    """Publish the segment's checkpoint; `pending_since` as read with the batch, if known.
+
+    `built_on`: where the batch began, which a store that keeps the report itself must
+    hold (default: the checkpoint). None when Redis did not take the report.
+    """
     position = Position(checkpoint.xid, checkpoint.position)
     if pending_since is _UNKNOWN:
         pending_since = outbox.first_pending_since(
             position, aggregate_types=list(projector.consumes), segment=(segment, segments)
         )
     try:
-        progress.publish(
+        return progress.publish(
             projector=projector.name,
             segment=segment,
             segments=segments,
             checkpoint=position,
             pending_since=pending_since,
+            store_holds=(built_on or position) if projector.store.holds_progress else None,
         )
     except StoreUnavailable as exc:
         # Readers fall back on their own; the next batch or sweep publishes again.
         logger.warning("could not announce %s progress: %s", projector.name, exc)
+        return None
+
+
+def _back_to_what_the_store_holds(projector: Projector, checkpoint: Checkpoint,
+                                  published: progress.Published, segment: int,
+                                  segments: int) -> None:
+    """The store came back older than the checkpoint (a crash lost its last second, a
+    restart from an older snapshot, a failover to a lagging replica): go back to what it
+    holds and project from there. If it holds nothing of its own, or rows after what it
+    holds may be gone from the outbox (retention), project every aggregate's current
+    state instead, which covers every row up to the checkpoint."""
+    stored = published.stored
+    purged = OutboxPurge.objects.first()
+    if stored is None or (purged is not None and not stored.covers(Position(purged.xid, purged.position))):
+        logger.warning(
+            "the %s store holds no report of segment %s (or one older than the outbox "
+            "keeps); re-projecting every aggregate", projector.name, segment,
+        )
+        store_loss.project_everything(projector)
+        publish_progress(projector, checkpoint, segment, segments, built_on=Position.start())
+        return
+    logger.warning(
+        "the %s store came back older than segment %s's checkpoint: going back from "
+        "(%s, %s) to (%s, %s)", projector.name, segment, checkpoint.xid, checkpoint.position,
+        stored.xid, stored.position,
+    )
+    checkpoints.rewind(checkpoint, stored)
 
 
 def run_segment(
@@ -185,11 +218,16 @@ def run_segment(
                 had_errors = False
             if adaptive and key in _batch_limits:
                 _batch_limits[key] = min(config.batch_size(), 2 * batch_size)
-            publish_progress(projector, checkpoint, segment, segments,
-                             batch.pending_since if reached == batch.checkpoint_after else _UNKNOWN)
+            published = publish_progress(
+                projector, checkpoint, segment, segments,
+                batch.pending_since if reached == batch.checkpoint_after else _UNKNOWN,
+                built_on=position,
+            )
             result.rows += len(batch.rows)
             result.batches += 1
-            if batch.complete:
+            if published is not None and published.outcome in ("behind", "lost"):
+                _back_to_what_the_store_holds(projector, checkpoint, published, segment, segments)
+            elif batch.complete:
                 result.complete = True
                 return result
             if time.monotonic() - started > time_budget:

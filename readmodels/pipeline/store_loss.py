@@ -48,6 +48,11 @@ def heal_if_store_lost(projector: Projector, checkpoint: Checkpoint) -> None:
     logger.warning(
         "the %s store has lost its documents; re-projecting every aggregate", projector.name
     )
+    project_everything(projector)
+
+
+def project_everything(projector: Projector) -> None:
+    """Project every aggregate's current state into the view (version-gated)."""
     projector.store.make_ready(projector.name, projector.mappings)
     healed = 0
     for keys in projector.all_keys(config.batch_size()):

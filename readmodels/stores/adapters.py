@@ -26,6 +26,10 @@ class ViewStore:
     # True when a refresh costs more as the view grows: a busy projector waits as long
     # as its last pass took before the next one, so that batches grow with the cost.
     linger_like_a_pass: bool
+    # True when the views' progress reports live in this store too (Redis): a report is
+    # then written after the documents it covers, and kept only while the store holds
+    # what it builds on, so a store that comes back older is seen by its own reports.
+    holds_progress: bool
 
     def write(self, model: str, docs: list[Doc], *, generation: int | None = None,
               refresh: bool = True) -> dict[str, str]:
@@ -79,6 +83,9 @@ class ElasticsearchViews(ViewStore):
     # A refresh's cost grows with the index on the dev server (and every refresh is a
     # new segment on a real one).
     linger_like_a_pass = True
+    # Acknowledged writes are durable there (translog fsynced per request, replicas with
+    # wait_for_active_shards): its progress is not checked against the store.
+    holds_progress = False
 
     def write(self, model, docs, *, generation=None, refresh=True):
         index = es.index_name(model, generation) if generation else None
@@ -126,6 +133,7 @@ class RedisViews(ViewStore):
     # A Redis write costs the same at any size: a longer pass means a busy CPU, and
     # waiting longer would only add lag.
     linger_like_a_pass = False
+    holds_progress = True
 
     def write(self, model, docs, *, generation=None, refresh=True):
         redis_store.write_documents(model, docs, gen=generation)

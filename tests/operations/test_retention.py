@@ -90,3 +90,24 @@ def test_purge_deletes_nothing_while_a_projector_has_no_checkpoint(
     project_all()
     assert retention.purge() == total
     assert OutboxMessage.objects.count() == 0
+
+
+def test_purge_keeps_rows_a_redis_view_s_own_report_has_not_passed(read_models, settings,
+                                                                   make_product):
+    """A Redis that came back older holds less than the checkpoints say: the rows after
+    what it holds are re-read from the outbox, so retention keeps them."""
+    from orders.outbox import Position
+    from readmodels.pipeline import progress
+    from readmodels.stores import redis_store
+
+    change_readmodels_settings(settings, OUTBOX_RETENTION_DAYS=1)
+    make_product()
+    project_all()
+    assert retention.safe_horizon() > (0, 0)
+    # What a restart from an older snapshot leaves: the view's report at the start.
+    redis_store.client().delete(f"{progress.channel('order_summary')}:0of1")
+    progress.publish(projector="order_summary", segment=0, segments=1,
+                     checkpoint=Position.start(), pending_since=None)
+    age_outbox("2 days")
+    assert retention.safe_horizon() == (0, 0)
+    assert retention.purge() == 0

@@ -43,7 +43,8 @@ def _stop_group(process: subprocess.Popen | None, sig: int, timeout: float) -> N
 
 
 class ThrowawayRedis:
-    """A redis-server without persistence: a restart brings it back EMPTY."""
+    """A redis-server without persistence unless `args` ask for it (later options win):
+    a restart then brings it back EMPTY."""
 
     def __init__(self, directory: Path, *args: str):
         self.port = free_port()
@@ -79,6 +80,12 @@ class ThrowawayRedis:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown, no last save; what it had not persisted is gone."""
+        _stop_group(self.process, signal.SIGKILL, 20)
+        self.process = None
+        wait_until(lambda: not port_answers(self.port), 10, message="redis-server did not die")
 
 
 @contextmanager
