@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import redis
 import redis.asyncio as aioredis
@@ -195,7 +195,9 @@ def broker(
         return url, options  # already one (a process started by another passes it on)
     userinfo = ""
     if parsed.username or parsed.password:
-        userinfo = f"{quote(parsed.username or '', safe='')}:{quote(parsed.password or '', safe='')}@"
+        # urlparse leaves them percent-encoded: decode, then encode once for the new URL.
+        user, password = (quote(unquote(part or ""), safe="") for part in (parsed.username, parsed.password))
+        userinfo = f"{user}:{password}@"
     database = parsed.path.lstrip("/") or "0"
     return ";".join(
         f"sentinel://{userinfo}{host}:{port}/{database}" for host, port in sentinels
