@@ -40,7 +40,7 @@ from readmodels.stores import redis_store
 from tests.support.http import Http, api_token_for
 from tests.support.processes import celery_beat_process, celery_worker_process
 from tests.support.readside import assert_views_fresh, checkpoint_position, reset_read_models
-from tests.support.sentinels import MASTER, sentinel_topology
+from tests.support.sentinels import MASTER, down_after_ms, sentinel_topology
 from tests.support.servers import uvicorn_server
 from tests.support.waiting import wait_until
 
@@ -289,7 +289,8 @@ def test_the_primary_killed_mid_load_fails_over_and_loses_no_change(
           f"after the kill to answer fresh at {back.answered - killed:.1f} s; views "
           + (f"converged at {converged - killed:.1f} s ({converged - stopped:.1f} s after the "
              f"load stopped)" if converged else "never converged")
-          + f"; the slowest command in flight during the failover took {slowest:.2f} s; "
+          + f"; the slowest command in flight during the failover took {slowest:.2f} s "
+          f"(sentinels' down-after-milliseconds {down_after_ms()}); "
           f"{len(load.commands)} commands, {len(load.reads)} token reads")
     assert not problems, "\n".join(problems)
 

@@ -5,11 +5,14 @@ directory (the sentinels are `redis-server <conf> --sentinel`). The replica reac
 primary through a Gate (tests/support/fault_stack.py), so a test can cut replication
 for real and let the primary take writes the replica never receives: what asynchronous
 replication loses when the primary dies at such a moment. The sentinels watch the
-servers directly; they are configured as docker-compose.sentinel.yml configures them.
+servers directly, and run the configuration docker-compose.sentinel.yml writes (with
+this machine's addresses for the services' names): what a failover costs here is what
+it costs with the shipped settings.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+import yaml
 
+from tests.support import ROOT
 from tests.support.fault_stack import Gate
 from tests.support.ports import free_port, port_answers
 from tests.support.processes import ThrowawayRedis, _stop_group
@@ -27,9 +32,20 @@ from tests.support.waiting import wait_until
 
 MASTER = "shop"
 QUORUM = 2
-# As in docker-compose.sentinel.yml: what a failover costs follows from these.
-DOWN_AFTER_MS = 5000
-FAILOVER_TIMEOUT_MS = 60000
+COMPOSE_FILE = ROOT / "docker-compose.sentinel.yml"
+
+
+def compose_sentinel_config() -> str:
+    """The sentinel.conf that docker-compose.sentinel.yml writes (hostname left as %s)."""
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["sentinel-1"]
+    written = re.search(r"printf '([^']*)'", service["command"][-1]).group(1)
+    return written.replace("\\n", "\n")
+
+
+def down_after_ms() -> int:
+    """How long the shipped sentinels wait before they take a silent primary for down."""
+    return int(re.search(rf"down-after-milliseconds {MASTER} (\d+)",
+                         compose_sentinel_config()).group(1))
 
 
 class ThrowawaySentinel:
@@ -40,15 +56,14 @@ class ThrowawaySentinel:
         self.dir = directory
         self.dir.mkdir(parents=True)
         self.config = self.dir / "sentinel.conf"
-        self.config.write_text(
-            f"port {self.port}\n"
-            "bind 127.0.0.1\n"
-            f"dir {self.dir}\n"
-            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} {QUORUM}\n"
-            f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
-            f"sentinel parallel-syncs {MASTER} 1\n"
-        )
+        # The shipped configuration, with this machine's addresses for the services' names.
+        shipped = compose_sentinel_config() % "127.0.0.1"
+        config = shipped.replace("port 26379\n", f"port {self.port}\n").replace(
+            f"sentinel monitor {MASTER} redis 6379 {QUORUM}\n",
+            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} {QUORUM}\n")
+        assert config.count(str(primary_port)) == 1 and str(self.port) in config, shipped
+        # Loopback only: the test's servers are reached from this machine alone.
+        self.config.write_text(f"bind 127.0.0.1\ndir {self.dir}\n{config}")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
