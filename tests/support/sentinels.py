@@ -61,17 +61,18 @@ class ThrowawaySentinel:
         config = shipped.replace("port 26379\n", f"port {self.port}\n").replace(
             f"sentinel monitor {MASTER} redis 6379 {QUORUM}\n",
             f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} {QUORUM}\n")
-        assert config.count(str(primary_port)) == 1 and str(self.port) in config, shipped
+        assert f"port {self.port}\n" in config, shipped
+        assert f"monitor {MASTER} 127.0.0.1 {primary_port} " in config, shipped
         # Loopback only: the test's servers are reached from this machine alone.
         self.config.write_text(f"bind 127.0.0.1\ndir {self.dir}\n{config}")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", str(self.config), "--sentinel"], cwd=self.dir,
-            stdout=open(self.dir / "sentinel.log", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.dir / "sentinel.log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", str(self.config), "--sentinel"], cwd=self.dir,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         wait_until(lambda: port_answers(self.port), 20, message="a sentinel did not start",
                    process=self.process)
 
@@ -124,7 +125,11 @@ class Topology:
         self.replica.start()
         for sentinel in self.sentinels:
             sentinel.start()
-        wait_until(self.ready, 60, message=f"the Sentinel topology did not settle: {self.state()}")
+        try:
+            wait_until(self.ready, 60)
+        except AssertionError:
+            raise AssertionError(f"the Sentinel topology did not settle: {self.state()}\n"
+                                 f"{self.logs()}") from None
         return self
 
     def ready(self) -> bool:
@@ -166,12 +171,6 @@ class Topology:
         """The link from the replica to the primary fails (reset); it cannot come back."""
         self.replication.close()
 
-    def replica_is_behind(self) -> bool:
-        """The primary holds writes the replica has not received."""
-        primary = self.primary.client().info("replication")["master_repl_offset"]
-        replica = self.replica.client().info("replication")["slave_repl_offset"]
-        return primary > replica
-
     @staticmethod
     def role(server: ThrowawayRedis) -> str | None:
         """"master" or "slave" (None while the server drops connections, as on a demotion)."""
@@ -194,8 +193,11 @@ class Topology:
                 return False
             return self.role(self.replica) == "master"
 
-        wait_until(promoted, timeout, interval=0.05,
-                   message=f"Sentinel did not promote the replica: {self.state()}")
+        try:
+            wait_until(promoted, timeout, interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"Sentinel did not promote the replica within {timeout} s: "
+                                 f"{self.state()}\n{self.logs()}") from None
         return time.monotonic()
 
     def logs(self) -> str:
