@@ -107,6 +107,12 @@ def create_database() -> None:
 
 
 def ensure_redis() -> None:
+    sentinels = env.get_addresses("REDIS_SENTINELS", default_port=26379)
+    if sentinels:
+        # The sentinels name the primary; this stack does not start a topology of its own.
+        if not any(port_answers(host, port) for host, port in sentinels):
+            fail(f"no Redis sentinel answers on {env.get('REDIS_SENTINELS')}.")
+        return
     for name in ("REDIS_URL", "CELERY_BROKER_URL"):
         url = urlparse(env.get(name) or env.get("REDIS_URL"))
         if url.scheme not in ("redis", "rediss"):

@@ -45,6 +45,17 @@ def get_list(name: str) -> list[str]:
     return [item.strip() for item in (get(name) or "").split(",") if item.strip()]
 
 
+def get_addresses(name: str, default_port: int) -> list[tuple[str, int]]:
+    """A comma-separated list of host:port (the port may be left out)."""
+    addresses = []
+    for item in get_list(name):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", str(default_port))
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name} must be host:port,host:port,... not {item!r}")
+        addresses.append((host, int(port)))
+    return addresses
+
+
 def database_from_url(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):

@@ -6,6 +6,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from shop import env
+from shop.web import redis_clients
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -160,9 +161,22 @@ STORAGES = {
 WHITENOISE_MANIFEST_STRICT = False
 
 REDIS_URL = env.get("REDIS_URL")
+# Redis through Sentinel (README, "Redis through Sentinel"): with sentinels given, every
+# Redis client (shop.web.redis_clients) and the Celery broker ask them for the primary
+# named REDIS_SENTINEL_MASTER, and follow it through a failover; REDIS_URL and a redis://
+# CELERY_BROKER_URL then give only the database number and credentials.
+REDIS_SENTINELS = env.get_addresses("REDIS_SENTINELS", default_port=26379)
+REDIS_SENTINEL_MASTER = env.get("REDIS_SENTINEL_MASTER", "shop")
+# The sentinels' own password (requirepass in sentinel.conf), if they have one.
+REDIS_SENTINEL_PASSWORD = env.get("REDIS_SENTINEL_PASSWORD", "") or None
 ELASTICSEARCH_URL = env.get("ELASTICSEARCH_URL")
 
-CELERY_BROKER_URL = env.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = redis_clients.broker(
+    env.get("CELERY_BROKER_URL", REDIS_URL),
+    sentinels=REDIS_SENTINELS,
+    master=REDIS_SENTINEL_MASTER,
+    sentinel_password=REDIS_SENTINEL_PASSWORD,
+)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -24,10 +24,25 @@ os.environ.setdefault("READMODELS_READ_TIMEOUT_SECONDS", "10")
 os.environ.setdefault("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "300")
 
 from shop.settings import *  # noqa: E402,F403
-from shop.settings import DATABASES, READMODELS, REDIS_URL  # noqa: E402
+from shop.settings import (  # noqa: E402
+    DATABASES,
+    READMODELS,
+    REDIS_SENTINEL_MASTER,
+    REDIS_SENTINEL_PASSWORD,
+    REDIS_SENTINELS,
+    REDIS_URL,
+)
+from shop.web import redis_clients  # noqa: E402
 
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME", f"test_shop_{RUN_ID}")}
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL_TEST") or REDIS_URL.rsplit("/", 1)[0] + "/15"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{READMODELS['NAMESPACE']}:"}
+CELERY_BROKER_URL, _broker_options = redis_clients.broker(
+    os.environ.get("CELERY_BROKER_URL_TEST") or REDIS_URL.rsplit("/", 1)[0] + "/15",
+    sentinels=REDIS_SENTINELS,
+    master=REDIS_SENTINEL_MASTER,
+    sentinel_password=REDIS_SENTINEL_PASSWORD,
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **_broker_options, "global_keyprefix": f"{READMODELS['NAMESPACE']}:"
+}
 READMODELS["RUN_TIME_BUDGET_SECONDS"] = 5.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from orders.outbox import Position
 from readmodels import config
 from readmodels.stores import StoreUnavailable, redis_store
+from shop.web import redis_clients
 
 
 def _key(projector: str, segment: int, segments: int) -> str:
@@ -210,20 +211,10 @@ class Waiting:
     RECHECK_SECONDS = 0.25
 
     def __init__(self):
-        from django.conf import settings
-
-        timeout = config.read_timeout()
-        self.client = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.REDIS_URL,
-                max_connections=settings.REDIS_MAX_CONNECTIONS,
-                timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
-                socket_timeout=timeout,
-                socket_connect_timeout=min(timeout, 2.0),
-                health_check_interval=30,
-                # Named, so that operators (and tests) can tell it in CLIENT LIST.
-                client_name=f"{config.namespace()}:token-waits",
-            )
+        self.client = redis_clients.async_client(
+            timeout=config.read_timeout(),
+            # Named, so that operators (and tests) can tell it in CLIENT LIST.
+            client_name=f"{config.namespace()}:token-waits",
         )
         self.count = 0  # readers waiting now (token reads and streams)
         self._waiters: dict[str, dict[asyncio.Future, Position]] = {}
@@ -333,8 +324,7 @@ class Waiting:
                 await self._listener
             except (asyncio.CancelledError, *ASYNC_ERRORS):
                 pass
-        await self.client.aclose()
-        await self.client.connection_pool.disconnect()
+        await redis_clients.aclose(self.client)
 
 
 async def _close_quietly(pubsub) -> None:

@@ -8,16 +8,15 @@ key space and switch to it atomically.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from typing import NoReturn
 
 import redis
-from django.conf import settings
 
 from readmodels import config
 from readmodels.stores import StoreSlow, StoreUnavailable, read_deadline
+from shop.web import redis_clients
 
 # Failures of the server as a whole. Some come as error replies, not dropped
 # connections: OOM (maxmemory reached with noeviction), READONLY (a replica after a
@@ -80,34 +79,13 @@ return 1
 """
 
 
-@functools.lru_cache(maxsize=4)
-def _client(url: str, timeout: float) -> redis.Redis:
-    # Bounded: at most REDIS_MAX_CONNECTIONS per process (and timeout); a caller that
-    # finds them all busy waits REDIS_POOL_TIMEOUT_SECONDS, then gets a ConnectionError.
-    # The pool notices a fork and starts afresh in the child (prefork workers).
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=settings.REDIS_MAX_CONNECTIONS,
-        timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
-        socket_timeout=timeout,
-        socket_connect_timeout=min(timeout, 2.0),
-        health_check_interval=30,
-    )
-    return redis.Redis(connection_pool=pool)
-
-
 def client() -> redis.Redis:
     """The process's client; inside a projected read, one whose calls end by its deadline."""
     if read_deadline.get() is not None:
         # Socket timeouts are fixed per pool, so reads use a pool of their own whose
         # timeout is the read allowance (the wait before it is bounded on its own).
-        return _client(settings.REDIS_URL, config.read_timeout())
-    return _client(settings.REDIS_URL, config.store_timeout())
-
-
-@functools.lru_cache(maxsize=4)
-def _script(url: str, timeout: float):
-    return _client(url, timeout).register_script(_CAS_SCRIPT)
+        return redis_clients.client(timeout=config.read_timeout())
+    return redis_clients.client(timeout=config.store_timeout())
 
 
 def key_prefix(model: str) -> str:
@@ -131,7 +109,7 @@ def write_documents(model: str, docs, gen: int | None = None) -> tuple[int, int]
     if not docs:
         return 0, 0
     gen = gen or generation(model)
-    script = _script(settings.REDIS_URL, config.store_timeout())
+    script = client().register_script(_CAS_SCRIPT)
     try:
         pipe = client().pipeline(transaction=False)
         for doc in docs:

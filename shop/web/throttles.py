@@ -9,16 +9,16 @@ which is a plain Django view and so uses `stream_allowed` here). A throttled req
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import math
 import uuid
 
-import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
+
+from shop.web import redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +45,11 @@ return {0, tostring(duration - (now - oldest))}
 """
 
 
-@functools.cache
 def _take_script():
-    """The script on one bounded Redis pool for the whole process (thread-safe)."""
-    client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-        settings.REDIS_URL,
-        max_connections=settings.REDIS_MAX_CONNECTIONS,
-        timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
-        socket_connect_timeout=2,
-        socket_timeout=2,
-    ))
+    """The script on the throttles' own bounded Redis pool, one per process (thread-safe)."""
+    client = redis_clients.client(
+        pool="throttles", timeout=2, connect_timeout=2, health_check_interval=0
+    )
     return client.register_script(_TAKE)
 
 

@@ -69,7 +69,7 @@ def test_a_redis_restarted_from_an_older_snapshot(read_models, settings, make_cu
         project_all()
         before = {name: progress.state(name).position for name in REDIS_VIEWS}
 
-        server.crash()
+        server.kill()
         server.start()
 
         # Redis holds the snapshot's documents and reports: the views say less now.
@@ -118,7 +118,7 @@ def test_a_redis_that_loses_its_last_second_under_load(read_models, settings, ma
         try:
             wait_until(lambda: len(placed) >= 40, 60, message="no orders before the crash")
             in_flight = len(placed)
-            server.crash()
+            server.kill()
             server.start()
             wait_until(lambda: len(placed) >= in_flight + 40, 120,
                        message="no orders after the restart")

@@ -3,11 +3,15 @@
 No Docker engine runs here, so this is what can be checked: the YAML loads, every
 service names an image or a build, the images match the pinned clients, every app
 service gets the same environment, every service restarts, is bounded in memory and
-has a health check, and the lock files hold every dependency pyproject.toml names.
+has a health check, and the lock files hold every dependency pyproject.toml names. The
+same for the Sentinel option (docker-compose.sentinel.yml, merged over the base file),
+and both files validate against the Compose Specification's schema.
 (The PostgreSQL init script runs for real in test_deployment_database.py.)
 """
 
 import re
+import subprocess
+import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -198,3 +202,77 @@ def test_compose_runs_the_processes_make_run_and_the_benchmarks_run():
     worker = services["worker"]["command"]
     assert flag(worker, "--concurrency") == flag(shipped["worker"], "--concurrency")
     assert services["web"]["environment"]["DATABASE_POOL_MAX_SIZE"] == "10"
+
+
+# --- the Sentinel option: docker-compose.sentinel.yml on top of docker-compose.yml -------
+
+SENTINEL_SERVICES = ["redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]
+
+
+def _sentinel_override() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.sentinel.yml").read_text())
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """Compose's merge of an override file, for what these tests look at: mappings merge
+    key by key, anything else (a command, a list of volumes) is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_both_compose_files_follow_the_compose_specification():
+    """No Docker engine here: the Compose Specification's JSON schema is what can check
+    that `docker compose -f docker-compose.yml -f docker-compose.sentinel.yml` accepts
+    the files (check-jsonschema ships the schema; it reaches no network)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+         "vendor.compose-spec", "docker-compose.yml", "docker-compose.sentinel.yml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_with_the_sentinel_option_every_app_service_asks_the_sentinels():
+    services = _merged(_compose(), _sentinel_override())["services"]
+    sentinel_config = _sentinel_override()["x-sentinel"]["command"][-1]
+    master = re.search(r"sentinel monitor (\S+) redis 6379 (\d+)", sentinel_config)
+    assert master, sentinel_config
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        # The base environment is still there (merged, not replaced).
+        assert set(ENVIRONMENT) <= set(environment), name
+        hosts = [a.split(":") for a in environment["REDIS_SENTINELS"].split(",")]
+        assert sorted(h for h, _ in hosts) == ["sentinel-1", "sentinel-2", "sentinel-3"], name
+        assert all(port == "26379" for _, port in hosts), name
+        assert environment["REDIS_SENTINEL_MASTER"] == master.group(1), name
+        for sentinel in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            assert services[name]["depends_on"][sentinel] == {"condition": "service_healthy"}
+    # A quorum that a majority of the three reaches, and one sentinel per service name.
+    assert int(master.group(2)) == 2
+    for sentinel in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        assert services[sentinel]["hostname"] == sentinel
+        assert f"{sentinel}-data:/data" in services[sentinel]["volumes"]
+    replica = services["redis-replica"]["command"][-1]
+    assert "replicaof redis 6379" in replica and "appendonly yes" in replica
+    assert "appendonly yes" in services["redis"]["command"][-1]
+
+
+def test_the_sentinel_services_restart_are_bounded_and_have_health_checks():
+    services = _merged(_compose(), _sentinel_override())["services"]
+    for name in SENTINEL_SERVICES:
+        service = services[name]
+        assert service["image"] == services["redis"]["image"], name
+        assert service["restart"] == "unless-stopped", name
+        assert re.fullmatch(r"\d+[mg]", str(service["mem_limit"])), name
+        assert service["healthcheck"]["test"], name
+    # redis-cli exits 0 on an error reply: the check must look at the answer.
+    check = services["sentinel-1"]["healthcheck"]["test"]
+    assert "ckquorum" in check[-1] and "grep -q '^OK'" in check[-1]
+    volumes = _sentinel_override()["volumes"]
+    assert set(volumes) == {"redis-replica-data", "sentinel-1-data", "sentinel-2-data",
+                            "sentinel-3-data"}

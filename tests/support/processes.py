@@ -81,9 +81,10 @@ class ThrowawayRedis:
         self.stop()
         self.start()
 
-    def crash(self) -> None:
-        """SIGKILL: no shutdown, no last save; what it had not persisted is gone."""
-        _stop_group(self.process, signal.SIGKILL, 20)
+    def kill(self) -> None:
+        """SIGKILL: the server ends at once, saving nothing, telling no client; what it
+        had not persisted is gone."""
+        _stop_group(self.process, signal.SIGKILL, 10)
         self.process = None
         wait_until(lambda: not port_answers(self.port), 10, message="redis-server did not die")
 
@@ -249,6 +250,26 @@ def celery_worker_process(
     finally:
         worker.terminate(timeout=20)
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@contextmanager
+def celery_beat_process(**env_overrides: str):
+    """`celery -A shop beat` on this run's broker (the sweep every second); stopped after."""
+    directory = Path(tempfile.mkdtemp(prefix="celery-beat-"))
+    log_path = directory / "beat.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "shop", "beat", "--loglevel=INFO",
+             f"--schedule={directory / 'schedule'}"],
+            cwd=ROOT, env=worker_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    beat = WorkerProcess(process, log_path, "beat")
+    try:
+        yield beat
+    finally:
+        beat.terminate(timeout=20)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 _HOLD_A_SEGMENT_LOCK = """
