@@ -22,13 +22,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-import redis
 from django.conf import settings
 from django.http import JsonResponse
 
 from orders.outbox import horizon
 from readmodels import config
 from readmodels.stores import es
+from shop.web import redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,9 @@ def _postgres() -> horizon.HorizonHolder | None:
 
 
 def _redis() -> None:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=_timeout(), socket_connect_timeout=_timeout()
-    )
-    try:
-        client.ping()
-    finally:
-        client.close()
+    # A pool of the probe's own (through Sentinel when configured), with the probe's
+    # short timeout: never the views' pool, whose calls may wait up to the store timeout.
+    redis_clients.client(timeout=_timeout(), pool="health").ping()
 
 
 def _elasticsearch() -> None:
@@ -122,7 +118,7 @@ _answers: dict[tuple, tuple[float, dict, int]] = {}
 def _dependencies() -> tuple:
     db = settings.DATABASES["default"]
     return (db["HOST"], db["PORT"], db["NAME"], settings.REDIS_URL, settings.ELASTICSEARCH_URL,
-            settings.CELERY_BROKER_URL)
+            settings.CELERY_BROKER_URL, tuple(getattr(settings, "REDIS_SENTINELS", ()) or ()))
 
 
 def ready(request):
