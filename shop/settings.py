@@ -291,6 +291,9 @@ LOGGING = {
         # A line per task received and succeeded is noise with a sweep every second.
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
+        # Beat sends the sweep every second: a line each ("Sending due task") buried
+        # `make run`'s banner. BEAT_LOG_LEVEL=INFO shows them again.
+        "celery.beat": {"level": env.get("BEAT_LOG_LEVEL", "WARNING")},
     },
 }
 
