@@ -136,7 +136,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page, with no Save: nothing here is edited by hand
 
     def get_urls(self):
         own = [
@@ -268,6 +268,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a view page; retry and discard are the actions
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -312,7 +315,7 @@ class ReconcileRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page, with no Save: nothing here is edited by hand
 
 
 @admin.register(Rebuild)
@@ -325,4 +328,4 @@ class RebuildAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page, with no Save: nothing here is edited by hand

@@ -66,7 +66,8 @@ ASGI_APPLICATION = "shop.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The wiring's own pages (the admin's error page, shop.error_pages).
+        "DIRS": [BASE_DIR / "shop" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -197,6 +198,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "shop.web.exception_handler.exception_handler",
+    # The browsable API's titles and breadcrumbs: "Shop API / Orders / Order search".
+    "VIEW_NAME_FUNCTION": "shop.api_names.view_name",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Anonymous reads and every command are throttled per client; login has its own
     # throttles (per address and per account) on its view. See shop/web/throttles.py.

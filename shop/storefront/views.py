@@ -25,3 +25,8 @@ def storefront(request):
             "customer_name": customer.name if customer else request.user.get_username(),
         },
     )
+
+
+def welcome(request):
+    """`/`: where to go, for someone who opened the shop's address."""
+    return render(request, "storefront/welcome.html", {"demo_login": DEMO_LOGIN})
