@@ -72,3 +72,8 @@ def outbox_retention_days() -> float:
 
 def session_token_ttl_seconds() -> int:
     return int(_conf().get("SESSION_TOKEN_TTL_SECONDS", 3600))
+
+
+def lag_sample_seconds() -> float:
+    """How often beat's process samples every segment's lag for the admin's chart."""
+    return float(_conf().get("LAG_SAMPLE_SECONDS", 10.0))

@@ -366,6 +366,10 @@ READMODELS = {
     # longer and batches grow by themselves.
     "MICRO_BATCH_LINGER_MS": env.get_int("MICRO_BATCH_LINGER_MS", 5),
     "REBUILD_GRACE_SECONDS": 600.0,
+    # Beat's own process samples every segment's lag this often, for the admin's chart
+    # (readmodels.operations.lag_samples): not a task, so a stalled worker cannot
+    # silence the chart that should show it.
+    "LAG_SAMPLE_SECONDS": float(env.get("READMODELS_LAG_SAMPLE_SECONDS", "10")),
     "OUTBOX_RETENTION_DAYS": env.get_int("OUTBOX_RETENTION_DAYS", 7),
 }
 
@@ -374,11 +378,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "readmodels.tasks.sweep",
         "schedule": READMODELS["SWEEP_INTERVAL_SECONDS"],
         "options": {"expires": 2 * READMODELS["SWEEP_INTERVAL_SECONDS"]},
-    },
-    "record-projection-lag": {
-        "task": "readmodels.tasks.record_lag",
-        "schedule": 10.0,
-        "options": {"expires": 10},
     },
     "purge-outbox": {"task": "readmodels.tasks.purge_outbox", "schedule": 3600.0},
     "reconcile-read-models": {"task": "readmodels.tasks.reconcile_all", "schedule": 86400.0},

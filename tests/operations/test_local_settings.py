@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from shop.devstack import stack_commands
 from tests.support import ROOT
-from tests.support.processes import worker_env
+from tests.support.processes import celery_beat_process
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +34,7 @@ def test_the_test_settings_keep_their_own_namespace_whatever_the_shell_exports()
     assert result.stdout.split() == ["test4242", "test4242:"]
 
 
-def test_beat_sends_the_sweep_every_second_without_a_line_for_each(tmp_path, read_models):
+def test_beat_sends_the_sweep_every_second_without_a_line_for_each(read_models):
     import redis
     from django.conf import settings
 
@@ -43,19 +42,13 @@ def test_beat_sends_the_sweep_every_second_without_a_line_for_each(tmp_path, rea
     queue = f"{settings.CELERY_BROKER_TRANSPORT_OPTIONS['global_keyprefix']}celery"
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     broker.delete(queue)
-    log_path = tmp_path / "beat.log"
-    # The command line `make run` starts beat with, at its log level.
-    command = stack_commands(port=0, schedule=tmp_path / "beat-schedule")["beat"]
-    with open(log_path, "wb") as log:
-        beat = subprocess.Popen(command, cwd=ROOT, env=worker_env(), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: broker.llen(queue) >= 3, timeout=60, process=beat,
-                   message="beat sent no sweeps")
+        # The command line `make run` starts beat with, at its log level.
+        with celery_beat_process() as beat:
+            wait_until(lambda: broker.llen(queue) >= 3, timeout=60, process=beat,
+                       message="beat sent no sweeps")
+            output = beat.log_path.read_text(errors="replace")
     finally:
-        beat.terminate()
-        beat.wait(30)
         broker.delete(queue)
-    output = log_path.read_text(errors="replace")
     assert "celery beat v" in output  # the banner is still there
     assert "Sending due task" not in output, output[-2000:]

@@ -179,6 +179,13 @@ class WorkerProcess:
         """A warm shutdown (SIGTERM); SIGKILL if it does not end in time."""
         _stop_group(self.process, signal.SIGTERM, timeout)
 
+    def stall(self) -> None:
+        """SIGSTOP the worker and its pool children: alive, connected, doing nothing."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def wait_ready(self, timeout: float = 60) -> None:
         wait_until(lambda: " ready." in self.log(), timeout,
                    message=f"celery worker {self.name} did not report ready\n{self.log()[-3000:]}",
@@ -242,6 +249,30 @@ def celery_worker_process(
     finally:
         worker.terminate(timeout=20)
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@contextmanager
+def celery_beat_process(**env_overrides: str):
+    """`celery -A shop beat`, as `make run` starts it, on this run's database and broker.
+
+    Yields the process; its log is `process.log_path`. Terminated after.
+    """
+    from shop.devstack import stack_commands
+
+    directory = Path(tempfile.mkdtemp(prefix="celery-beat-"))
+    log_path = directory / "beat.log"
+    command = stack_commands(port=0, schedule=directory / "beat-schedule")["beat"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=worker_env(**env_overrides), stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    process.log_path = log_path
+    try:
+        yield process
+    finally:
+        _stop_group(process, signal.SIGTERM, 20)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 _HOLD_A_SEGMENT_LOCK = """
