@@ -30,6 +30,15 @@ def test_an_unknown_api_path_is_a_json_404(client, settings, debug, path):
     assert client.post(path, {}).json()["error"]["code"] == "not_found"
 
 
+def test_an_unknown_api_path_is_json_for_a_signed_in_browser_too(staff_user):
+    # A session cookie and no CSRF token: Django's CSRF refusal would be an HTML page.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff_user)
+    response = client.patch("/api/products/null,null", "{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
 def test_a_missing_slash_still_redirects_where_a_page_has_one(client):
     response = client.get("/api/schema")
     assert response.status_code == 301 and response["Location"] == "/api/schema/"

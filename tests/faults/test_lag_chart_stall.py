@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 
 from readmodels.models import LagSample
 from readmodels.operations import status
-from tests.support.browser import chromium, screenshot, submit_and_wait_for, wait_for
+from tests.support.browser import chromium, screenshot, sign_in_to_admin, wait_for
 from tests.support.processes import celery_beat_process, celery_worker_process
 from tests.support.waiting import wait_until
 
@@ -58,12 +58,8 @@ def test_the_chart_shows_the_lag_of_a_stalled_worker_while_it_is_stalled(
     ):
         make_order()
         wait_until(caught_up, timeout=60, message="the worker did not project the first order")
-        browser.get(f"{live_server.url}/admin/login/?next=/admin/readmodels/checkpoint/")
-        browser.find_element(By.NAME, "username").send_keys("ops")
-        browser.find_element(By.NAME, "password").send_keys("ops-password")
-        submit_and_wait_for(
-            browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"), "#lag-chart"
-        )
+        sign_in_to_admin(browser, live_server.url, "ops", "ops-password",
+                         next_path="/admin/readmodels/checkpoint/", css="#lag-chart")
 
         worker.stall()
         try:

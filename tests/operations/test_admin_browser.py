@@ -12,7 +12,13 @@ from orders.models import OutboxMessage
 from readmodels import projectors
 from readmodels.models import DeadLetter, DeadLetterStatus, LagSample, Rebuild, RebuildStatus
 from readmodels.operations import lag_samples
-from tests.support.browser import ARTIFACTS, chromium, submit_and_wait_for, wait_for
+from tests.support.browser import (
+    ARTIFACTS,
+    chromium,
+    sign_in_to_admin,
+    submit_and_wait_for,
+    wait_for,
+)
 from tests.support.readside import project_all
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,12 +63,8 @@ def test_projections_page_shows_lag_and_retry_moves_a_dead_letter_back(
     )
     Rebuild.objects.filter(pk=rebuild.pk).update(started_at=timezone.now() - timedelta(seconds=4))
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/readmodels/checkpoint/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("ops-password")
-    submit_and_wait_for(
-        browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"), "#projections tbody tr"
-    )
+    sign_in_to_admin(browser, live_server.url, "ops", "ops-password",
+                     next_path="/admin/readmodels/checkpoint/", css="#projections tbody tr")
 
     # The page reloads itself; held still here (the choice lasts for the tab) so that
     # elements found below are not replaced under the test.
@@ -131,25 +133,12 @@ def test_projections_page_shows_lag_and_retry_moves_a_dead_letter_back(
 
 
 def test_an_order_reads_as_money_and_names_and_a_forged_save_gets_an_admin_page(
-    live_server, browser, make_customer, make_product
+    live_server, browser, shipped_order
 ):
-    from orders import commands
-
+    order = shipped_order
     get_user_model().objects.create_superuser("boss", "boss@example.com", "boss-password")
-    customer = make_customer(balance_cents=100_000)
-    teapot = make_product(name="Blue Teapot", price_cents=1_881)
-    order = commands.place_order(
-        customer_id=customer.pk, lines=[commands.LineRequest(product_id=teapot.pk, quantity=2)]
-    ).value
-    commands.pay_order(order_id=order.pk)
-    commands.ship_order(order_id=order.pk)
-
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/orders/order/")
-    browser.find_element(By.NAME, "username").send_keys("boss")
-    browser.find_element(By.NAME, "password").send_keys("boss-password")
-    submit_and_wait_for(
-        browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"), "#result_list"
-    )
+    sign_in_to_admin(browser, live_server.url, "boss", "boss-password",
+                     next_path="/admin/orders/order/", css="#result_list")
     row = browser.find_element(By.CSS_SELECTOR, "#result_list tbody tr")
     short = str(order.pk).split("-")[0]
     assert row.find_element(By.CSS_SELECTOR, "th a").text == short

@@ -9,22 +9,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from orders import commands
 from orders.models import Order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def shipped_order(make_customer, make_product):
-    customer = make_customer(balance_cents=100_000)
-    teapot = make_product(name="Blue Teapot", price_cents=1_881)
-    order = commands.place_order(
-        customer_id=customer.pk, lines=[commands.LineRequest(product_id=teapot.pk, quantity=2)]
-    ).value
-    commands.pay_order(order_id=order.pk)
-    commands.ship_order(order_id=order.pk)
-    return Order.objects.get(pk=order.pk)
 
 
 def _is_admin_html(response) -> bool:
