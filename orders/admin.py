@@ -1,14 +1,25 @@
-"""Django admin of the write model. Every save goes through a command, so it is in the outbox."""
+"""Django admin of the write model. Every save goes through a command, so it is in the outbox.
+
+Amounts show as money ("$17.81"), orders by a short id; pages that cannot change
+anything (orders, the outbox) are view pages, with no Save buttons.
+"""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
 from orders import commands
 from orders.models import Customer, Order, OrderLine, OutboxMessage, Payment, Product
+from orders.money import format_cents
+
+
+def _short_id(value) -> str:
+    """The first block of a UUID: unique enough to tell orders apart on a page."""
+    return str(value).split("-", 1)[0]
 
 
 def _report(modeladmin, request, label: str, run) -> None:
@@ -58,11 +69,15 @@ class _Refused(Exception):
 
 @admin.register(Customer)
 class CustomerAdmin(CommandAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "email", "name", "balance_cents", "version", "created_at"]
+    list_display = ["id", "email", "name", "balance", "version", "created_at"]
     search_fields = ["email", "name"]
     list_filter = ["created_at"]
-    readonly_fields = ["balance_cents", "version", "created_at", "updated_at", "user"]
-    fields = ["email", "name", "balance_cents", "version", "user", "created_at", "updated_at"]
+    readonly_fields = ["balance", "version", "created_at", "updated_at", "user"]
+    fields = ["email", "name", "balance", "version", "user", "created_at", "updated_at"]
+
+    @admin.display(description="balance", ordering="balance_cents")
+    def balance(self, obj):
+        return format_cents(obj.balance_cents)
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "email"] if obj else self.readonly_fields
@@ -82,16 +97,28 @@ class RestockForm(ActionForm):
 
 @admin.register(Product)
 class ProductAdmin(CommandAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "sku", "name", "category", "price_cents", "stock", "active", "version"]
+    list_display = ["id", "sku", "name", "category", "price", "stock", "active", "version"]
     search_fields = ["sku", "name", "description"]
     list_filter = ["active", "category"]
-    readonly_fields = ["version", "created_at", "updated_at"]
+    readonly_fields = ["price", "version", "created_at", "updated_at"]
     action_form = RestockForm
     actions = ["restock"]
 
     def get_readonly_fields(self, request, obj=None):
         # Stock changes through restock and orders only, never by typing a number.
         return [*self.readonly_fields, "sku", "stock"] if obj else self.readonly_fields
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "price_cents":
+            # Typed in whole cents, as the API takes it: no rounding on the way in.
+            field.label = "Price in cents"
+            field.help_text = "For example 1781 for $17.81."
+        return field
+
+    @admin.display(description="price", ordering="price_cents")
+    def price(self, obj):
+        return format_cents(obj.price_cents) if obj.price_cents is not None else "-"
 
     def save_with_command(self, request, obj, form, change):
         if change:
@@ -134,35 +161,54 @@ class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
     can_delete = False
-    readonly_fields = ["product", "product_sku", "product_name", "quantity", "unit_price_cents"]
+    fields = readonly_fields = ["product_name", "product_sku", "quantity", "unit_price", "line_total"]
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="unit price")
+    def unit_price(self, line):
+        return format_cents(line.unit_price_cents)
+
+    @admin.display(description="line total")
+    def line_total(self, line):
+        return format_cents(line.unit_price_cents * line.quantity)
 
 
 class PaymentInline(admin.TabularInline):
     model = Payment
     extra = 0
     can_delete = False
-    readonly_fields = ["kind", "amount_cents", "created_at"]
+    fields = readonly_fields = ["kind", "amount", "created_at"]
 
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="amount")
+    def amount(self, payment):
+        return format_cents(payment.amount_cents)
+
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["id", "customer", "status", "total_cents", "version", "created_at"]
+    list_display = ["short_id", "customer", "status", "total", "items", "version", "created_at"]
+    list_display_links = ["short_id"]
     list_filter = ["status", "created_at"]
     search_fields = ["id", "customer__email", "customer__name", "lines__product_sku"]
     list_select_related = ["customer"]
     inlines = [OrderLineInline, PaymentInline]
     actions = ["cancel", "ship"]
-    readonly_fields = [
+    fields = readonly_fields = [
         "id",
         "customer",
         "status",
-        "total_cents",
+        "total",
         "version",
         "created_at",
         "updated_at",
@@ -179,8 +225,24 @@ class OrderAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        # The change page is a read-only view; changes are the cancel and ship actions.
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        # The order page is a view page (no Save); changes are the cancel and ship
+        # actions, which go through the commands.
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("lines")
+
+    @admin.display(description="order", ordering="id")
+    def short_id(self, order):
+        return format_html('<span title="{}">{}</span>', order.pk, _short_id(order.pk))
+
+    @admin.display(description="total", ordering="total_cents")
+    def total(self, order):
+        return format_cents(order.total_cents)
+
+    @admin.display(description="items")
+    def items(self, order):
+        return ", ".join(f"{line.quantity} × {line.product_name}" for line in order.lines.all())
 
     def has_manage_orders_permission(self, request):
         return request.user.has_perm("orders.manage_orders")
@@ -230,7 +292,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page: the outbox is written by commands only
 
     def has_delete_permission(self, request, obj=None):
         return False

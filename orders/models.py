@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Func, Q
 
+from orders.money import format_cents
+
 # Bigint columns hold up to 2**63-1; sums of money past this are refused instead of
 # overflowing.
 MAX_CENTS = 10**15
@@ -161,6 +163,9 @@ class OrderLine(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.product_name} ({format_cents(self.unit_price_cents)} each)"
+
 
 class PaymentKind(models.TextChoices):
     CHARGE = "charge"
@@ -180,6 +185,9 @@ class Payment(models.Model):
             models.UniqueConstraint(fields=["order", "kind"], name="payment_once_per_kind"),
             models.CheckConstraint(condition=Q(amount_cents__gte=0), name="payment_not_negative"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {format_cents(self.amount_cents)}"
 
 
 class OutboxMessage(models.Model):

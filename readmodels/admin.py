@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib import admin, messages
@@ -13,107 +13,45 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from readmodels import config, projectors
+from readmodels import projectors
+from readmodels.lag_chart import lag_chart
 from readmodels.models import (
     Checkpoint,
     DeadLetter,
     DeadLetterStatus,
     LagSample,
     Rebuild,
+    RebuildStatus,
     ReconcileRun,
 )
 from readmodels.operations import deadletters, reconcile, status
 
-CHART_WIDTH, CHART_HEIGHT = 760, 240
-# Room for the y-axis labels on the left and the time labels below.
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 52, 12, 10, 28
-COLOURS = ["#2563eb", "#16a34a", "#db2777", "#ea580c", "#7c3aed", "#0891b2"]
-# Series overlap wherever their lag is equal (at zero, most of the time): each one is
-# drawn narrower than the one below it, so every colour stays visible as a band.
-WIDEST_STROKE = 9
 REFRESH_SECONDS = 15
 
 
-def _nice_step(top: float, ticks: int = 4) -> float:
-    """A round tick step (1, 2 or 5 times a power of ten) that covers `top` in ~`ticks`."""
-    raw = top / ticks
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 5, 10):
-        if raw <= factor * magnitude:
-            return factor * magnitude
-    return 10 * magnitude
+@dataclass(frozen=True)
+class RebuildProgress:
+    """A rebuild as the page shows it: how far, how fast, and how long is left."""
+
+    rebuild: Rebuild
+    percent: int
+    rate: float | None  # documents per second, on average since it started
+    seconds_left: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.rebuild.status in (RebuildStatus.COPYING, RebuildStatus.CATCHING_UP)
 
 
-def _seconds_label(value: float) -> str:
-    return f"{value:g} s"
-
-
-def lag_chart(samples: list[LagSample], since, now, slos: dict[str, float] | None = None) -> dict:
-    """Server-side SVG of lag over the window, one series per projector (max over segments).
-
-    Axes with ticks, a dashed line per distinct lag SLO, the time of day (UTC) below.
-    """
-    slos = slos if slos is not None else {n: config.slo_seconds(n) for n in projectors.PROJECTORS}
-    series: dict[str, dict] = {}
-    for sample in samples:
-        points = series.setdefault(sample.projector, {})
-        points[sample.at] = max(points.get(sample.at, 0.0), sample.lag_seconds)
-    highest = max([0.0] + [v for points in series.values() for v in points.values()])
-    # The SLO stays in view even when every lag is far below it.
-    step = _nice_step(max(highest, *slos.values(), 1.0) * 1.1)
-    top = step * math.ceil(max(highest, *slos.values(), 1.0) * 1.1 / step)
-    plot_w = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
-    plot_h = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
-    span = max((now - since).total_seconds(), 1)
-
-    def x(at) -> float:
-        return PLOT_LEFT + (at - since).total_seconds() / span * plot_w
-
-    def y(value: float) -> float:
-        return PLOT_TOP + plot_h - min(value, top) / top * plot_h
-
-    y_ticks = [
-        {"y": f"{y(step * i):.1f}", "label": _seconds_label(round(step * i, 6))}
-        for i in range(int(round(top / step)) + 1)
-    ]
-    # Time ticks on whole ten minutes, labelled in UTC like every time in the admin.
-    first = since.replace(minute=since.minute - since.minute % 10, second=0, microsecond=0)
-    x_ticks, at = [], first
-    while at <= now:
-        if at >= since:
-            x_ticks.append({"x": f"{x(at):.1f}", "label": at.strftime("%H:%M")})
-        at += timedelta(minutes=10)
-    slo_lines = [
-        {
-            "y": f"{y(value):.1f}",
-            "label": f"SLO {_seconds_label(value)} ("
-            + ", ".join(sorted(n for n, v in slos.items() if v == value))
-            + ")",
-        }
-        for value in sorted(set(slos.values()))
-        if value <= top
-    ]
-    names = sorted(series)
-    lines = []
-    for index, name in enumerate(names):
-        ordered = sorted(series[name].items())
-        coords = " ".join(f"{x(at):.1f},{y(value):.1f}" for at, value in ordered)
-        lines.append({
-            "name": name,
-            "points": coords,
-            "colour": COLOURS[index % len(COLOURS)],
-            "width": max(WIDEST_STROKE - 2 * index, 1.5),
-            "latest": _seconds_label(round(ordered[-1][1], 2)),
-            # A dot at the newest sample: a series of one sample has no line to draw.
-            "end_x": f"{x(ordered[-1][0]):.1f}",
-            "end_y": f"{y(ordered[-1][1]):.1f}",
-        })
-    return {
-        "lines": lines, "top": top, "width": CHART_WIDTH, "height": CHART_HEIGHT,
-        "left": PLOT_LEFT, "right": CHART_WIDTH - PLOT_RIGHT, "top_y": PLOT_TOP,
-        "bottom": PLOT_TOP + plot_h, "y_ticks": y_ticks, "x_ticks": x_ticks,
-        "slo_lines": slo_lines, "since": since, "now": now,
-    }
+def rebuild_progress(rebuild: Rebuild | None, now) -> RebuildProgress | None:
+    if rebuild is None:
+        return None
+    total, copied = rebuild.total, min(rebuild.copied, rebuild.total or rebuild.copied)
+    percent = 100 if not total else int(100 * copied / total)
+    elapsed = ((rebuild.finished_at or now) - rebuild.started_at).total_seconds()
+    rate = copied / elapsed if copied and elapsed > 0 else None
+    left = (total - copied) / rate if rate and rebuild.status == RebuildStatus.COPYING else None
+    return RebuildProgress(rebuild, percent, rate, left)
 
 
 def _require(request, permission: str) -> None:
@@ -136,7 +74,7 @@ class ProjectionsAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page, with no Save: nothing here is edited by hand
 
     def get_urls(self):
         own = [
@@ -156,21 +94,26 @@ class ProjectionsAdmin(admin.ModelAdmin):
         since = now - timedelta(hours=1)
         rows = status.segment_statuses()
         holder = status.horizon_hold()
-        previous = {}
-        for sample in LagSample.objects.filter(at__gte=now - timedelta(minutes=1)).order_by("at"):
-            previous.setdefault((sample.projector, sample.segment), sample)
+        current: dict[str, float] = {}
+        dead: dict[str, int] = {}
+        for r in rows:
+            current[r.projector] = max(current.get(r.projector, 0.0), r.lag_seconds)
+            dead[r.projector] = r.dead_letters
         context = {
             **self.admin_site.each_context(request),
             "title": "Projections",
             "refresh_seconds": REFRESH_SECONDS,
             "rows": rows,
             "horizon_advice": status.horizon_advice(holder) if holder else "",
-            "chart": lag_chart(list(LagSample.objects.filter(at__gte=since)), since, now),
+            "chart": lag_chart(
+                list(LagSample.objects.filter(at__gte=since)), since, now, current=current
+            ),
             "reconciles": {name: reconcile.last_result(name) for name in projectors.PROJECTORS},
             "rebuilds": {
-                name: Rebuild.objects.filter(projector=name).first()
+                name: rebuild_progress(Rebuild.objects.filter(projector=name).first(), now)
                 for name in projectors.PROJECTORS
             },
+            "dead_letters": dead,
             "names": list(projectors.PROJECTORS),
             # Buttons show only for the operations this user may run.
             "can": {
@@ -270,6 +213,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a view page; retry and discard are the actions
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -314,7 +260,7 @@ class ReconcileRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page, with no Save: nothing here is edited by hand
 
 
 @admin.register(Rebuild)
@@ -327,4 +273,4 @@ class RebuildAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+        return False  # a view page, with no Save: nothing here is edited by hand

@@ -76,3 +76,8 @@ def session_token_ttl_seconds() -> int:
 
 def horizon_hold_alert_seconds() -> float:
     return float(_conf().get("HORIZON_HOLD_ALERT_SECONDS", 5))
+
+
+def lag_sample_seconds() -> float:
+    """How often beat's process samples every segment's lag for the admin's chart."""
+    return float(_conf().get("LAG_SAMPLE_SECONDS", 10.0))

@@ -13,7 +13,7 @@ import logging
 from celery import shared_task
 
 from readmodels import projectors
-from readmodels.operations import lag_samples, rebuild, reconcile, retention
+from readmodels.operations import rebuild, reconcile, retention
 from readmodels.pipeline import wake_groups
 from readmodels.stores import StoreUnavailable
 
@@ -77,9 +77,3 @@ def reconcile_all(repair: bool = False) -> None:
 def purge_outbox() -> int:
     """Delete outbox rows every projector has passed and that are past retention."""
     return retention.purge()
-
-
-@shared_task(ignore_result=True)
-def record_lag() -> None:
-    """Sample each segment's lag for the admin chart, and warn on an SLO breach."""
-    lag_samples.record()

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_prerun, worker_ready
+from celery.signals import beat_init, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
@@ -37,3 +37,12 @@ def serve_worker_metrics(**kwargs) -> None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     start_http_server(int(port), registry=registry)
+
+
+@beat_init.connect
+def sample_lag_in_beat(**kwargs) -> None:
+    """Beat's own process samples the projectors' lag for the admin's chart: a task would
+    run on the workers it measures, and a stalled worker would silence it."""
+    from readmodels.operations import lag_samples
+
+    lag_samples.sample_in_this_process()

@@ -9,7 +9,10 @@ clobber each other. Processes a test starts inherit TEST_RUN_ID and so share its
 import os
 
 RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
-os.environ.setdefault("READMODELS_NAMESPACE", f"test{RUN_ID}")
+# Always this run's own names, whatever the shell exports: a READMODELS_NAMESPACE left
+# over from `make run` would otherwise put the suite's views, keys and broker queues on
+# the running stack's.
+os.environ["READMODELS_NAMESPACE"] = f"test{RUN_ID}"
 # Every test client comes from 127.0.0.1 and counters last a whole run: the throttles
 # tests are about start their own server with low rates (tests/access/test_throttles.py).
 for _scope in ("LOGIN_ADDRESS", "LOGIN_ACCOUNT", "ANON_READ", "COMMANDS", "STREAM"):

@@ -9,6 +9,7 @@ app_name = "storefront"
 
 urlpatterns = [
     path("", views.storefront, name="home"),
+    path("add-funds", views.add_funds, name="add-funds"),
     path(
         "login/",
         auth_views.LoginView.as_view(

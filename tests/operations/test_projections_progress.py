@@ -45,6 +45,11 @@ def test_off_a_terminal_progress_is_plain_lines(catalogue, action):
     done = [d for d, _, _ in lines]
     assert done == sorted(done) and done[-1] == 25
     assert lines[-1][2] == 100
+    if action == "rebuild":
+        # A rate, and from it the time left, on every line before the end.
+        unfinished = [line for line in output.splitlines() if LINE.match(line) and "100%" not in line]
+        assert unfinished and all(re.search(r"documents/s, about [\d.]+ s left$", line)
+                                  for line in unfinished), output
 
 
 def test_on_a_terminal_progress_is_a_bar(catalogue):

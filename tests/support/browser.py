@@ -59,6 +59,15 @@ def submit_and_wait_for(browser, button, css):
     return wait_for(browser, css)
 
 
+def sign_in_to_admin(browser, base_url: str, username: str, password: str, *, next_path: str,
+                     css: str):
+    """Sign in on the admin's login page, landing on `next_path`; wait for `css` there."""
+    browser.get(f"{base_url}/admin/login/?next={next_path}")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    return submit_and_wait_for(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"), css)
+
+
 def wait_for(browser, css, deadline_s: float = PAGE_DEADLINE_S):
     """Wait until the page holds an element matching `css`; return it.
 

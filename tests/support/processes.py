@@ -176,6 +176,14 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def poll(self):
+        """As Popen's (so wait_until(..., process=worker) fails as soon as it exits)."""
+        return self.process.poll()
+
+    @property
+    def returncode(self):
+        return self.process.returncode
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -186,6 +194,13 @@ class WorkerProcess:
     def terminate(self, timeout: float = 30) -> None:
         """A warm shutdown (SIGTERM); SIGKILL if it does not end in time."""
         _stop_group(self.process, signal.SIGTERM, timeout)
+
+    def stall(self) -> None:
+        """SIGSTOP the worker and its pool children: alive, connected, doing nothing."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_until(lambda: " ready." in self.log(), timeout,
@@ -254,15 +269,19 @@ def celery_worker_process(
 
 @contextmanager
 def celery_beat_process(**env_overrides: str):
-    """`celery -A shop beat` on this run's broker (the sweep every second); stopped after."""
+    """`celery -A shop beat`, as `make run` starts it, on this run's database and broker.
+
+    Yields it as a WorkerProcess (its log, alive(), poll()); terminated after.
+    """
+    from shop.devstack import stack_commands
+
     directory = Path(tempfile.mkdtemp(prefix="celery-beat-"))
     log_path = directory / "beat.log"
+    command = stack_commands(port=0, schedule=directory / "beat-schedule")["beat"]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "shop", "beat", "--loglevel=INFO",
-             f"--schedule={directory / 'schedule'}"],
-            cwd=ROOT, env=worker_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            command, cwd=ROOT, env=worker_env(**env_overrides), stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     beat = WorkerProcess(process, log_path, "beat")
     try:

@@ -2,6 +2,7 @@
 
     manage.py projections status [--json]           exit 1 when an SLO is breached, or a
                                                     transaction holds the outbox horizon
+    manage.py projections ACTION --help            what each option does
     manage.py projections rebuild NAME|--all
     manage.py projections reconcile NAME|--all [--repair]
     manage.py projections deadletters [--retry|--discard] [--projector NAME] [--id N ...]
@@ -15,8 +16,9 @@ import logging
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from readmodels import projectors
+from readmodels import humanize, projectors
 from readmodels.models import DeadLetter, DeadLetterStatus
 from readmodels.operations import deadletters, rebuild, reconcile, restore, status
 from readmodels.stores import StoreUnavailable
@@ -41,6 +43,8 @@ class ProgressReport:
         total = max(total, 0)
         done = min(done, total) if total else done
         speed = f"  {rate:,.0f} {unit}/s" if rate is not None else ""
+        if rate and done < total:
+            speed += f", about {humanize.duration((total - done) / rate)} left"
         if self.tty:
             bar = "#" * int(30 * done / max(total, 1))
             self.stdout.write(f"\r  [{bar:<30}] {done}/{total} {unit}{speed}", ending="")
@@ -73,32 +77,55 @@ class Command(BaseCommand):
     help = "Operate the projections: status, rebuild, reconcile, deadletters, restore."
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True)
-        st = sub.add_parser("status", help="lag per projector and segment against its SLO")
-        st.add_argument("--json", action="store_true")
-        rb = sub.add_parser("rebuild", help="rebuild a read model with zero downtime")
-        rb.add_argument("name", nargs="?")
-        rb.add_argument("--all", action="store_true")
-        rb.add_argument("--batch-size", type=int, default=1000)
-        rb.add_argument("--grace-seconds", type=float, default=None)
-        rc = sub.add_parser("reconcile", help="compare a read model with the write model")
-        rc.add_argument("name", nargs="?")
-        rc.add_argument("--all", action="store_true")
-        rc.add_argument("--repair", action="store_true")
-        rc.add_argument("--batch-size", type=int, default=1000)
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        names = f"a read model: {', '.join(projectors.PROJECTORS)}"
+        st = sub.add_parser(
+            "status", help="where each projector segment stands, against its lag SLO "
+            "(exit code 1 when one is past it)",
+        )
+        st.add_argument("--json", action="store_true",
+                        help="print a JSON list instead of the table (for scripts)")
+        rb = sub.add_parser(
+            "rebuild", help="rebuild a read model into a new generation while the current "
+            "one serves; switch when caught up (resumes where an interrupted run stopped)",
+        )
+        rb.add_argument("name", nargs="?", help=names)
+        rb.add_argument("--all", action="store_true", help="rebuild every read model, in turn")
+        rb.add_argument("--batch-size", type=int, default=1000,
+                        help="rows copied per batch (default 1000)")
+        rb.add_argument("--grace-seconds", type=float, default=None,
+                        help="how long the old generation is kept after the switch before "
+                        "it is dropped (default READMODELS['REBUILD_GRACE_SECONDS'], 600)")
+        rc = sub.add_parser(
+            "reconcile", help="compare a read model with the write model: documents "
+            "missing, behind, ahead, stray (exit code 1 when differences remain)",
+        )
+        rc.add_argument("name", nargs="?", help=names)
+        rc.add_argument("--all", action="store_true", help="reconcile every read model, in turn")
+        rc.add_argument("--repair", action="store_true",
+                        help="write the missing and behind documents and delete strays "
+                        "(never touches a document ahead of PostgreSQL)")
+        rc.add_argument("--batch-size", type=int, default=1000,
+                        help="rows compared per batch (default 1000)")
         rs = sub.add_parser(
             "restore",
             help="after restoring PostgreSQL into a new cluster: drop the old cluster's "
             "outbox rows, rebuild every read model, reset checkpoints and progress",
         )
-        rs.add_argument("--batch-size", type=int, default=1000)
-        rs.add_argument("--grace-seconds", type=float, default=None)
+        rs.add_argument("--batch-size", type=int, default=1000,
+                        help="rows copied per batch of each rebuild (default 1000)")
+        rs.add_argument("--grace-seconds", type=float, default=None,
+                        help="how long each old generation is kept after its switch "
+                        "(default READMODELS['REBUILD_GRACE_SECONDS'], 600)")
         dl = sub.add_parser("deadletters", help="list, retry or discard dead letters")
         group = dl.add_mutually_exclusive_group()
-        group.add_argument("--retry", action="store_true")
-        group.add_argument("--discard", action="store_true")
-        dl.add_argument("--projector")
-        dl.add_argument("--id", type=int, nargs="*", dest="ids")
+        group.add_argument("--retry", action="store_true",
+                           help="re-project the aggregates of the dead letters listed")
+        group.add_argument("--discard", action="store_true",
+                           help="drop the dead letters listed (their rows stay unprojected)")
+        dl.add_argument("--projector", metavar="NAME", help="only this read model's")
+        dl.add_argument("--id", type=int, nargs="*", dest="ids", metavar="ID",
+                        help="only the dead letters with these ids")
 
     def handle(self, *args, action, **options):
         return getattr(self, f"do_{action}")(options)
@@ -107,11 +134,6 @@ class Command(BaseCommand):
         rows = status.segment_statuses()
         holder = status.horizon_hold()
         breached = [r for r in rows if r.breached]
-        for r in breached:
-            logger.warning(
-                "lag SLO breached: %s[%s] is %.1f s behind (SLO %.1f s, %s rows)",
-                r.projector, r.segment, r.lag_seconds, r.slo_seconds, r.rows_behind,
-            )
         if options["json"]:
             self.stdout.write(
                 json.dumps(
@@ -142,23 +164,46 @@ class Command(BaseCommand):
                 )
             )
         else:
-            header = (
-                f"{'read model':<20} {'seg':>5} {'position':>22} {'behind':>8} "
-                f"{'lag s':>8} {'SLO s':>6} {'state':<8} {'dead':>5}  last error"
+            self._status_table(rows)
+        # The warnings go to the log (stderr) once the table is out, never in between.
+        self.stdout.flush()
+        for r in breached:
+            logger.warning(
+                "lag SLO breached: %s[%s] is %.1f s behind (SLO %.1f s, %s rows)",
+                r.projector, r.segment, r.lag_seconds, r.slo_seconds, r.rows_behind,
             )
-            self.stdout.write(header)
-            self.stdout.write("-" * len(header))
-            for r in rows:
-                self.stdout.write(
-                    f"{r.projector:<20} {f'{r.segment}/{r.segments}':>5} "
-                    f"{f'{r.xid}:{min(r.position, 10**12)}':>22} {r.rows_behind:>8} "
-                    f"{r.lag_seconds:>8.2f} {r.slo_seconds:>6.1f} {r.state:<8} "
-                    f"{r.dead_letters:>5}  {r.last_error[:60]}"
-                )
         if holder is not None:
             self.stderr.write(status.horizon_advice(holder))
         if breached or holder is not None:
             sys.exit(1)
+
+    def _status_table(self, rows) -> None:
+        now = timezone.now()
+        header = (
+            f"{'read model':<20} {'segment':>7}  {'progress':<16} {'lag':>9} {'SLO':>6}  "
+            f"{'state':<8} {'dead':>4}  {'last success':<13} last error"
+        )
+        self.stdout.write(header)
+        self.stdout.write("-" * len(header))
+        for r in rows:
+            progress = f"{r.rows_behind:,} rows behind" if r.rows_behind else "caught up"
+            if r.rows_behind == 1:
+                progress = "1 row behind"
+            success = (
+                f"{humanize.duration((now - r.last_success_at).total_seconds())} ago"
+                if r.last_success_at else "never"
+            )
+            self.stdout.write(
+                f"{r.projector:<20} {f'{r.segment}/{r.segments}':>7}  {progress:<16} "
+                f"{humanize.duration(r.lag_seconds):>9} {humanize.duration(r.slo_seconds):>6}  "
+                f"{r.state:<8} {r.dead_letters:>4}  {success:<13} {r.last_error[:60]}"
+            )
+        breached = [r for r in rows if r.breached]
+        if breached:
+            self.stdout.write(
+                f"\n{len(breached)} segment{'s' if len(breached) != 1 else ''} past the lag "
+                "SLO; see README, Operations runbook, Lag alarm."
+            )
 
     def do_rebuild(self, options):
         for name in _names(options):

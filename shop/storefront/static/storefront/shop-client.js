@@ -20,7 +20,9 @@
  *   const read = await shop.read("/customers/3/dashboard");
  *   // -> { ok, status, body, ms, headers, consistency: { mode, readModel, lagMs, stale } }
  *   //    Sends shop.lastToken by default (read-your-own-writes; the read waits up to
- *   //    maxWaitMs for it); { token: null } asks for the fastest answer instead.
+ *   //    maxWaitMs for it). { token: null } sends none: for a signed-in user the server
+ *   //    then waits for that user's latest command (session consistency). { token: "none" }
+ *   //    opts out of every wait: the fastest answer, X-Stale says if it lacks your write.
  *
  *   const done = await shop.watch(placed.token, ["order_summary", "orders_search"], {
  *     onCaughtUp(view, waitedMs) {},   // each view, as soon as it includes the write
