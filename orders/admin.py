@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import AdminSite
 from django.contrib.admin.helpers import ActionForm
 from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
 from orders import commands
+from orders.api.base import announce_answered
 from orders.models import Customer, Order, OrderLine, OutboxMessage, Payment, Product
 from orders.money import format_cents
 
@@ -22,11 +24,17 @@ def _short_id(value) -> str:
     return str(value).split("-", 1)[0]
 
 
+def _remember(request, result) -> None:
+    """The staff user's own write: their next projected reads wait for it (session
+    consistency), as for a command sent through the API. Best effort, after the commit."""
+    announce_answered(sender=AdminSite, user_id=request.user.pk, token=result.token)
+
+
 def _report(modeladmin, request, label: str, run) -> None:
     done, failed = 0, []
     for item, call in run:
         try:
-            call()
+            _remember(request, call())
             done += 1
         except APIException as exc:
             failed.append(f"{item}: {exc.detail}")
@@ -44,7 +52,7 @@ class CommandAdminMixin:
 
     def save_model(self, request, obj, form, change):
         try:
-            self.save_with_command(request, obj, form, change)
+            _remember(request, self.save_with_command(request, obj, form, change))
         except APIException as exc:
             # Raising here would be a 500; the form is already valid, so report and stop.
             self.message_user(request, f"Not saved: {exc.detail}", messages.ERROR)
@@ -89,6 +97,7 @@ class CustomerAdmin(CommandAdminMixin, admin.ModelAdmin):
             result = commands.register_customer(email=obj.email, name=obj.name)
         obj.pk = result.value.pk
         obj.__dict__.update({k: v for k, v in result.value.__dict__.items() if k != "_state"})
+        return result
 
 
 class RestockForm(ActionForm):
@@ -136,6 +145,7 @@ class ProductAdmin(CommandAdminMixin, admin.ModelAdmin):
             )
         obj.pk = result.value.pk
         obj.__dict__.update({k: v for k, v in result.value.__dict__.items() if k != "_state"})
+        return result
 
     @admin.action(
         description="Restock selected products by the quantity given",

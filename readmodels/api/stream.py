@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 
-from orders.outbox import InvalidToken, decode_token
+from orders.outbox import InvalidToken, read_token
 from readmodels import projectors
 from readmodels.api.tokens import InvalidMaxWait, parse_max_wait_ms
 from readmodels.pipeline import progress
@@ -77,7 +77,8 @@ def _event(name: str, data: dict) -> str:
 
 async def consistency_stream(request):
     try:
-        target = decode_token(request.GET.get("token", ""))
+        content = read_token(request.GET.get("token", ""))
+        target = content.position
     except InvalidToken:
         return _error("invalid_consistency_token", "token is not a token this shop issued.")
     views = [v for v in request.GET.get("views", "").split(",") if v]
@@ -121,7 +122,12 @@ async def consistency_stream(request):
         # One wait per view on the process's shared subscription: no connection of the
         # stream's own, and every Redis call ends by the deadline plus the read allowance.
         async def wait_one(view: str) -> tuple[str, bool]:
-            reached, _ = await waiting.wait_for(view, target, deadline)
+            # A token of another cluster (before a restore) is never waited for.
+            reached, _ = await waiting.wait_for(
+                view, target, deadline,
+                hopeless=lambda state: bool(content.cluster and state.cluster
+                                            and state.cluster != content.cluster),
+            )
             return view, reached
 
         waits = [asyncio.ensure_future(wait_one(view)) for view in pending]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rest_framework import exceptions, serializers, status
 
-from orders.outbox import InvalidToken, Position, decode_token
+from orders.outbox import InvalidToken, TokenContent, read_token
 
 
 class InvalidConsistencyToken(exceptions.APIException):
@@ -51,10 +51,10 @@ def parse_max_wait_ms(raw: str | None, default: int, cap: int) -> int:
     return min(value, cap)
 
 
-def token_requested(request) -> tuple[str, Position | None]:
+def token_requested(request) -> tuple[str, TokenContent | None]:
     """Which token the request asks its read to wait for.
 
-    Returns (SOURCE_REQUEST, position), (SOURCE_SESSION, None) (the signed-in user's
+    Returns (SOURCE_REQUEST, the token's content), (SOURCE_SESSION, None) (the signed-in user's
     latest command, if any) or (SOURCE_NONE, None) (the opt-out).
     """
     choice = request.GET.get("consistency")
@@ -66,6 +66,6 @@ def token_requested(request) -> tuple[str, Position | None]:
     if not raw:
         return SOURCE_SESSION, None
     try:
-        return SOURCE_REQUEST, decode_token(raw)
+        return SOURCE_REQUEST, read_token(raw)
     except InvalidToken:
         raise InvalidConsistencyToken() from None

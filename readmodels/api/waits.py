@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 from rest_framework import exceptions
 
-from orders.outbox import Position
+from orders.outbox import Position, TokenContent
 from readmodels import config, sessions
 from readmodels.api.tokens import (
     SOURCE_NONE,
@@ -133,26 +133,30 @@ async def _wait(read_model: str, slo_model: str, request, waiting: progress.Wait
         user_id = await identify()
         remembered = await _session_token(waiting, user_id, time.monotonic() + allowance)
     started = time.monotonic()
+    content = token
     if source == SOURCE_SESSION:
-        token = remembered
-        source = SOURCE_SESSION if token is not None else SOURCE_NONE
+        content = remembered
+        source = SOURCE_SESSION if content is not None else SOURCE_NONE
+    token = None if content is None else content.position
     try:
         if token is None:
             current = await waiting.state(read_model, started + allowance)
             # Opted out: no wait, but the answer still says whether it shows the
             # user's latest write.
-            reached = None if remembered is None else current.covers(remembered)
+            reached = None if remembered is None else _reaches(current, remembered)
             return TokenWait(state=current, reached=reached, source=source)
         if waiting.full():
             WAITS_REFUSED.labels(read_model).inc()
             current = await waiting.state(read_model, started + allowance)
-            reached = current.covers(token)
+            reached = _reaches(current, content)
         else:
             async with place_given_back(request, allowance):
                 reached, current = await waiting.wait_for(
                     read_model, token, started + max_wait_ms / 1000,
-                    hopeless=lambda state: lags_past_slo(state, slo_model),
+                    hopeless=lambda state: lags_past_slo(state, slo_model)
+                    or _of_another_cluster(state, content),
                 )
+            reached = reached and _reaches(current, content)
     except StoreUnavailable:
         return TokenWait(token=token, source=source)
     except Overloaded:
@@ -161,3 +165,14 @@ async def _wait(read_model: str, slo_model: str, request, waiting: progress.Wait
     return TokenWait(
         token=token, reached=reached, state=current, waited_ms=waited_ms, source=source
     )
+
+
+def _of_another_cluster(state: ReadModelState, content: TokenContent) -> bool:
+    """A token of another PostgreSQL cluster (issued before the database was restored
+    into a new one): its position says nothing of this cluster's, so it is never waited
+    for, and never taken as reached."""
+    return bool(content.cluster and state.cluster and content.cluster != state.cluster)
+
+
+def _reaches(state: ReadModelState, content: TokenContent) -> bool:
+    return not _of_another_cluster(state, content) and state.covers(content.position)

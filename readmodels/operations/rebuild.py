@@ -171,6 +171,7 @@ def _reset_checkpoints(projector, position: Position) -> None:
         )
         progress.publish(
             projector=name, segment=segment, segments=segments, checkpoint=position,
+            cluster=outbox.cluster_id(),
             pending_since=outbox.first_pending_since(
                 position, aggregate_types=list(projector.consumes), segment=(segment, segments)
             ),

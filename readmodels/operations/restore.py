@@ -14,7 +14,8 @@ name old-cluster positions too. The procedure:
    already shows. A row the new cluster writes meanwhile is not touched: its
    transaction is newer than the statement's snapshot, so the statement cannot see it.
 2. Set aside rebuilds the old cluster left unfinished: their positions are old xids.
-3. Rebuild every read model from the restored tables. At the switch, with the live
+3. Forget every user's remembered session token (they name old-cluster positions).
+4. Rebuild every read model from the restored tables. At the switch, with the live
    projector held, its checkpoints are reset to where the new generation has caught
    up to, and its progress in Redis is replaced, so lag is measured afresh.
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orders.outbox import upkeep
-from readmodels import projectors
+from readmodels import projectors, sessions
 from readmodels.models import Rebuild, RebuildStatus
 from readmodels.operations import rebuild
 
@@ -39,6 +40,7 @@ DELETE_BATCH = 10_000
 class RestoreResult:
     outbox_rows_deleted: int = 0
     rebuilds_set_aside: int = 0
+    session_tokens_forgotten: int = 0
     rebuilt: list[Rebuild] = field(default_factory=list)
 
 
@@ -65,6 +67,9 @@ def after_restore(
     result = RestoreResult()
     result.outbox_rows_deleted = delete_rows_from_the_old_cluster()
     result.rebuilds_set_aside = set_aside_old_rebuilds()
+    # Every user's remembered token names an old position: with it kept, each session
+    # read would wait for a position the new cluster reaches only much later.
+    result.session_tokens_forgotten = sessions.forget_everyone()
     for name in projectors.PROJECTORS:
         if on_read_model:
             on_read_model(name)

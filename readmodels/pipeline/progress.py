@@ -90,6 +90,7 @@ def publish(
     checkpoint: Position,
     pending_since: datetime | None,
     store_holds: Position | None = None,
+    cluster: str | None = None,
 ) -> Published:
     """Record a segment's checkpoint and announce it.
 
@@ -106,6 +107,9 @@ def publish(
         "position": str(checkpoint.position),
         "pending_since": pending_since.timestamp() if pending_since else None,
         "reported_at": now,
+        # The PostgreSQL cluster the position belongs to (tokens of another are not
+        # waited for).
+        "cluster": cluster,
     }
     check = store_holds
     try:
@@ -146,6 +150,7 @@ class ReadModelState:
     position: Position | None  # None: some segment has not reported (yet)
     lag_ms: int
     reported: bool
+    cluster: str | None = None  # the PostgreSQL cluster of `position`, when reported
 
     def covers(self, target: Position) -> bool:
         return self.position is not None and self.position.covers(target)
@@ -160,13 +165,14 @@ def _decode(projector: str, values: list) -> ReadModelState:
     """The read model's state from the segments' reports and its newest commit."""
     *reports, head = values
     now = time.time()
-    positions, lag = [], 0.0
+    positions, lag, cluster = [], 0.0, None
     silent_after = 3 * config.sweep_interval()
     for value in reports:
         if value is None:
             return ReadModelState(None, 0, False)
         report = json.loads(value)
         positions.append(Position(int(report["xid"]), int(report["position"])))
+        cluster = cluster or report.get("cluster")
         if report["pending_since"] is not None:
             lag = max(lag, now - report["pending_since"])
         if now - report["reported_at"] > silent_after:
@@ -176,7 +182,7 @@ def _decode(projector: str, values: list) -> ReadModelState:
         if not min(positions).covers(Position(newest["xid"], newest["position"])):
             # A commit the view does not show yet: it is at least that old.
             lag = max(lag, now - newest["at"])
-    return ReadModelState(min(positions), int(lag * 1000), True)
+    return ReadModelState(min(positions), int(lag * 1000), True, cluster)
 
 
 def state(projector: str) -> ReadModelState:

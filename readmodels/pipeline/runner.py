@@ -90,6 +90,7 @@ def publish_progress(projector: Projector, checkpoint: Checkpoint, segment: int,
             checkpoint=position,
             pending_since=pending_since,
             store_holds=(built_on or position) if projector.store.holds_progress else None,
+            cluster=outbox.cluster_id(),
         )
     except StoreUnavailable as exc:
         # Readers fall back on their own; the next batch or sweep publishes again.

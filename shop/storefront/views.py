@@ -16,7 +16,8 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
-from orders import commands, signals
+from orders import commands
+from orders.api.base import announce_answered
 from orders.money import format_cents
 from shop.web.errors import json_error
 
@@ -68,7 +69,7 @@ def add_funds(request):
     )
     if result is None:
         return json_error("already_credited", "This payment was credited already.", 409)
-    signals.command_answered.send(sender=add_funds, user_id=request.user.pk, token=result.token)
+    announce_answered(sender=add_funds, user_id=request.user.pk, token=result.token)
     response = JsonResponse(
         {"amount_cents": DEMO_TOP_UP_CENTS, "balance_cents": result.value.balance_cents}
     )

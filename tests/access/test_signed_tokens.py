@@ -1,4 +1,5 @@
-"""Consistency tokens are signed: a forged one is a 400 at once; issued ones survive a key rotation."""
+"""Consistency tokens are encrypted and authenticated: a forged one is a 400 at once, issued
+ones survive a key rotation, and they tell a client nothing of the shop's positions."""
 
 from __future__ import annotations
 
@@ -44,3 +45,36 @@ def test_issued_tokens_are_honoured_and_survive_a_key_rotation(server, read_mode
         assert answer.status == 200, answer
         assert answer.headers["x-stale"] == "false"
         assert [r["sku"] for r in answer.json()["results"]] == ["SIGNED-1"]
+
+
+def test_tokens_are_opaque_and_cannot_be_altered():
+    """Two tokens of one customer must not tell how many changes the whole shop made in
+    between: the position is encrypted, not only signed."""
+    from orders.outbox import InvalidToken, decode_token, read_token
+
+    position = Position(734_563_111, 9_876_543_210)
+    token, again = encode_token(position), encode_token(position)
+    assert token != again  # a fresh nonce each time: equal positions look unrelated
+    raw = base64.urlsafe_b64decode(token[3:] + "=" * (-len(token[3:]) % 4))
+    for number in (b"734563111", b"9876543210", (734_563_111).to_bytes(8, "big"),
+                   (9_876_543_210).to_bytes(8, "big")):
+        assert number not in raw
+    assert decode_token(token) == position
+    assert read_token(token).cluster is not None
+    tampered = bytearray(raw)
+    tampered[-1] ^= 1
+    with pytest.raises(InvalidToken):
+        decode_token("ct3" + base64.urlsafe_b64encode(bytes(tampered)).decode().rstrip("="))
+
+
+def test_tokens_of_the_previous_signed_format_are_still_accepted():
+    """Tokens in flight when the format changed (clients keep them for a while)."""
+    from django.core import signing
+
+    from orders.outbox import decode_token, read_token
+
+    signed = signing.Signer(salt="orders.outbox.consistency-token", algorithm="sha256").sign(
+        "ct2.41.42")
+    legacy = base64.urlsafe_b64encode(signed.encode()).decode().rstrip("=")
+    assert decode_token(legacy) == Position(41, 42)
+    assert read_token(legacy).cluster is None

@@ -235,3 +235,77 @@ def test_an_older_token_never_replaces_a_newer_one(transactional_db, make_custom
     assert sessions.remember(user_id=user_id, token=newer) is False  # a replay of it
     ttl = sessions.redis_store.client().ttl(sessions.key(user_id))
     assert 0 < ttl <= settings.READMODELS["SESSION_TOKEN_TTL_SECONDS"]
+
+
+def _legacy_token(xid: int, position: int = 0) -> str:
+    """A token of the previous, signed format: what a client or the session memory may
+    hold from before an upgrade or a restore (it names no cluster)."""
+    import base64
+
+    from django.core import signing
+
+    signed = signing.Signer(salt="orders.outbox.consistency-token", algorithm="sha256").sign(
+        f"ct2.{xid}.{position}")
+    return base64.urlsafe_b64encode(signed.encode()).decode().rstrip("=")
+
+
+def test_a_remembered_token_of_another_cluster_is_replaced_and_never_waited_for(
+    read_models, make_customer, make_product
+):
+    """After a restore into a new cluster the old cluster's positions lie far ahead of
+    every new one: a remembered old token must give way to the user's next command, or
+    every session read of theirs waits its whole max_wait_ms and answers stale."""
+    from orders import commands
+
+    customer = make_customer(balance_cents=100_000)
+    user_id = _user(customer).pk
+    sessions.remember(user_id=user_id, token=_legacy_token(2**40))  # the old cluster's
+    placed = commands.place_order(customer_id=customer.pk,
+                                  lines=[commands.LineRequest(make_product().pk, 1)])
+    assert sessions.remember(user_id=user_id, token=placed.token)
+    assert sessions.remembered(user_id) == decode_token(placed.token)
+    project_all()
+    with uvicorn_server(**PATIENT) as port:
+        status, headers, _ = Http(port, api_token_for(customer)).call(
+            "GET", f"/api/orders/{placed.value.pk}/summary?{LONG}")
+    assert status == 200
+    assert headers["X-Consistency-Source"] == "session" and headers["X-Stale"] == "false"
+
+
+def test_an_explicit_token_of_another_cluster_is_answered_at_once_as_stale(
+    read_models, make_customer, make_product
+):
+    from orders import commands
+    from orders.outbox import Position, encode_token
+
+    customer = make_customer(balance_cents=100_000)
+    order = commands.place_order(customer_id=customer.pk,
+                                 lines=[commands.LineRequest(make_product().pk, 1)]).value
+    project_all()
+    elsewhere = encode_token(Position(1, 1), cluster="12345")  # a low position, elsewhere
+    with uvicorn_server(**PATIENT) as port:
+        http = Http(port, api_token_for(customer))
+        status, headers, _ = http.call("GET", f"/api/orders/{order.pk}/summary?{LONG}",
+                                       headers={"X-Consistency-Token": elsewhere})
+    assert status == 200
+    # Not reached: a position of another cluster says nothing of this one's.
+    assert headers["X-Stale"] == "true"
+    assert int(headers["X-Consistency-Wait-Ms"]) < 5000
+
+
+def test_staff_writes_in_admin_are_remembered_like_api_commands(
+    read_models, staff_user, make_product
+):
+    product = make_product()
+    admin = Client()
+    admin.force_login(staff_user)
+    answer = admin.post("/admin/orders/product/?", {
+        "action": "restock", "quantity": "3", "_selected_action": [product.pk],
+    })
+    assert answer.status_code == 302, answer.content
+    remembered = sessions.remembered(staff_user.pk)
+    assert remembered is not None
+    from orders.models import OutboxMessage
+
+    newest = OutboxMessage.objects.filter(aggregate_id=str(product.pk)).latest("position")
+    assert remembered.xid == newest.xid

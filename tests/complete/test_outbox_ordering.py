@@ -359,6 +359,7 @@ def test_versions_of_one_aggregate_can_arrive_out_of_order_so_consumers_gate_on_
     assert customer_rows == [("CustomerCharged", 4), ("BalanceToppedUp", 3)]
 
 
+@pytest.mark.django_db  # a token names the database's cluster
 def test_tokens_round_trip():
     for position in [
         Position(0, 0),
@@ -372,6 +373,7 @@ def test_tokens_round_trip():
         assert token.isascii() and "=" not in token and "." not in token
 
 
+@pytest.mark.django_db
 def test_tokens_are_signed_with_the_secret_key(settings):
     """A position cannot be read back from a token unless the shop's key signed it."""
     settings.SECRET_KEY = "the-shops-key"
@@ -407,6 +409,7 @@ def test_garbage_and_unsigned_tokens_are_rejected(token):
     "position",
     [Position(-1, 2), Position(1, -2), Position(2**63, 2), Position(1, MAX_POSITION + 1)],
 )
+@pytest.mark.django_db
 def test_signed_tokens_outside_the_position_range_are_rejected(position):
     with pytest.raises(InvalidToken):
         decode_token(encode_token(position))

@@ -2,6 +2,7 @@
 read side whole: views converge, lag is measured afresh, retention works again, and new
 commands project as before."""
 
+import io
 import json
 import time
 
@@ -10,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from orders import commands
-from orders.models import OutboxMessage
+from orders.models import Customer, OutboxMessage
 from orders.outbox import Position, upkeep
 from readmodels import config, projectors
 from readmodels.models import Checkpoint
@@ -114,3 +115,17 @@ def test_restore_keeps_rows_the_new_cluster_writes(read_models, make_product):
     assert OutboxMessage.objects.filter(aggregate_id=str(new.pk)).exists()
     project_all()
     assert_views_fresh()
+
+
+def test_restore_forgets_every_remembered_session_token(read_models, make_customer):
+    """Remembered tokens name the old cluster's (higher) positions: kept, they would make
+    every session read wait and answer stale until the new cluster caught up."""
+    from readmodels import sessions
+
+    customer = make_customer()
+    placed = commands.top_up_balance(customer_id=customer.pk, amount_cents=1)
+    user_id = Customer.objects.get(pk=customer.pk).user_id
+    sessions.remember(user_id=user_id, token=placed.token)
+    assert sessions.remembered(user_id) is not None
+    call_command("projections", "restore", "--grace-seconds", "0", stdout=io.StringIO())
+    assert sessions.remembered(user_id) is None

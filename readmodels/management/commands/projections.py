@@ -280,7 +280,8 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; run `projections restore` again to finish") from exc
         self.stdout.write(
             f"deleted {result.outbox_rows_deleted} outbox rows of the old cluster, set aside "
-            f"{result.rebuilds_set_aside} unfinished rebuilds, rebuilt "
+            f"{result.rebuilds_set_aside} unfinished rebuilds, forgot "
+            f"{result.session_tokens_forgotten} remembered session tokens, rebuilt "
             + ", ".join(f"{r.projector} (generation {r.generation})" for r in result.rebuilt)
             + "; checkpoints and progress start afresh"
         )
