@@ -308,3 +308,57 @@ def test_requests_racing_at_the_limit_pass_no_more_than_the_rate(django_db_setup
     assert sum(1 for allowed, _ in answers if allowed) == 5, answers
     waits = [wait for allowed, wait in answers if not allowed]
     assert len(waits) == 19 and all(55 < wait <= 60 for wait in waits), waits
+
+
+def _throttle(rate: str):
+    from shop.web.throttles import RedisRateThrottle
+
+    ident = uuid.uuid4().hex
+
+    class Measured(RedisRateThrottle):
+        scope = "measured"
+
+        def get_cache_key(self, request, view):
+            return f"measured-{ident}"
+
+    Measured.rate = rate
+    return Measured
+
+
+def test_the_window_slides_old_requests_leave_it(django_db_setup):
+    """A throttle whose window never slid would refuse a steady client for good: two
+    requests a minute and a second ago and two a second ago, at 3/min, leave one place
+    (the two old ones have left the window), and only one."""
+    from django.conf import settings
+
+    from shop.web import redis_clients
+
+    throttle = _throttle("3/min")
+    first = throttle()
+    assert first.allow_request(None, None)
+    key = f"{settings.THROTTLE_KEY_PREFIX}:{first.key}"
+    redis = redis_clients.client(timeout=2, pool="throttle-test")
+    seconds, micros = redis.time()
+    now = seconds + micros / 1e6
+    redis.delete(key)
+    redis.zadd(key, {"a": now - 61, "b": now - 61, "c": now - 1, "d": now - 1})
+    redis.expire(key, 60)
+    assert throttle().allow_request(None, None), "old requests never left the window"
+    refused = throttle()
+    assert not refused.allow_request(None, None)
+    assert 55 < refused.wait() <= 60  # until "c" and "d" leave
+    assert redis.zcard(key) == 3
+
+
+def test_the_counters_expire_with_their_window(django_db_setup):
+    """Counters of clients that went away must not stay in Redis for ever."""
+    from django.conf import settings
+
+    from shop.web import redis_clients
+
+    throttle = _throttle("3/min")
+    checked = throttle()
+    assert checked.allow_request(None, None)
+    key = f"{settings.THROTTLE_KEY_PREFIX}:{checked.key}"
+    ttl = redis_clients.client(timeout=2, pool="throttle-test").ttl(key)
+    assert 0 < ttl <= 60, ttl

@@ -133,7 +133,9 @@ def test_a_purge_between_the_claims_insert_and_its_lock_is_not_a_500(
 
 
 def test_purge_skips_a_key_renewed_after_it_was_chosen():
-    """The purge's own statement re-checks the expiry, whatever its batch size."""
+    """The purge's own statement re-checks the expiry, whatever its batch size: a key
+    renewed (by a retry claiming it) after the purge chose it, while the purge waits for
+    the renewal's row lock, is live again and stays."""
     now = timezone.now()
     for i in range(3):
         IdempotencyKey.objects.create(
@@ -142,5 +144,20 @@ def test_purge_skips_a_key_renewed_after_it_was_chosen():
     IdempotencyKey.objects.create(
         owner="user:1", key="live", fingerprint="x", expires_at=now + timedelta(hours=1)
     )
-    assert idempotency.purge_expired(batch_size=1) == 3
-    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["live"]
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432,
+                         user=db["USER"], dbname=db["NAME"]) as renewal:
+        # A request renews old-1 in place (claim() updates an expired key) and has not
+        # committed yet: the purge, which has chosen old-1 as expired, waits for its lock.
+        renewal.execute(
+            "UPDATE orders_idempotencykey SET expires_at = now() + interval '1 day' "
+            "WHERE key = 'old-1'"
+        )
+        results: dict = {}
+        purging = _in_thread(lambda: idempotency.purge_expired(batch_size=10), results, "purge")
+        wait_until(lambda: _waiting_on_locks() == 1, DEADLINE_SECONDS,
+                   message="the purge did not reach the renewed key's lock")
+        renewal.commit()
+        join_all([purging])
+    assert results["purge"] == 2, results
+    assert sorted(IdempotencyKey.objects.values_list("key", flat=True)) == ["live", "old-1"]
