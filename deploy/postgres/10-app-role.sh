@@ -15,6 +15,9 @@ REVOKE ALL ON DATABASE shop FROM PUBLIC;
 -- The maintenance database is for the operator; the app has no business there.
 REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE shop TO shop;
+-- To name the transaction that holds the outbox horizon (and every view) back:
+-- without it, another role's session shows no state nor transaction start.
+GRANT pg_read_all_stats TO shop;
 SQL
 # In PostgreSQL 15+ the public schema belongs to the database owner (shop): nothing
 # more to grant for migrations. Nobody else may create objects there.
