@@ -16,6 +16,7 @@ import pytest
 from django.db import connection
 
 from tests.support.http import Http, api_token_for
+from tests.support.operating import commit_a_later_transaction
 from tests.support.ports import SilentListener
 from tests.support.servers import uvicorn_server
 from tests.support.waiting import wait_until
@@ -64,6 +65,7 @@ def test_readiness_is_degraded_while_a_transaction_holds_the_views(read_models):
                              user=db["USER"], dbname=db["NAME"], autocommit=True) as holder:
             holder.execute("BEGIN")
             holder.execute("SELECT pg_current_xact_id()")
+            commit_a_later_transaction()
             status, _, body = wait_until(
                 lambda: (found := Http(port).call("GET", "/api/health/ready"))[2]["status"]
                 == "degraded" and found, 30, message="readiness never said the views are held",

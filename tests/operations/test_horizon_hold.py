@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from orders import outbox
-from tests.support.operating import metric_sample
+from tests.support.operating import commit_a_later_transaction, metric_sample
 from tests.support.readside import project_all
 from tests.support.waiting import wait_until
 
@@ -42,6 +42,7 @@ def forgotten_session(read_models, settings):
                          application_name="forgotten psql") as session:
         session.execute("BEGIN")
         session.execute("SELECT pg_current_xact_id()")
+        commit_a_later_transaction()
         wait_until(lambda: (outbox.horizon_holder() or None) and outbox.horizon_holder().age_seconds > 0.2,
                    10, message="the session did not hold the horizon")
         yield session.info.backend_pid

@@ -18,6 +18,14 @@ from tests.support.readside import newest_committed
 from tests.support.waiting import wait_until
 
 
+def commit_a_later_transaction() -> None:
+    """Commit a write transaction now. An open transaction holds the horizon only once a
+    later one has ended: until then the snapshot's xmax is its own xid and nothing waits
+    behind it (on a quiet cluster nothing else may commit meanwhile)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()")
+
+
 def projections_command(*args) -> tuple[int, str]:
     """Run `manage.py projections ...`; return (exit code, stdout)."""
     out = io.StringIO()
