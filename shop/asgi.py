@@ -23,6 +23,7 @@ application = OneHopASGIHandler()
 # After Django's set-up: these import models.
 from readmodels.api.early_waits import EarlyTokenWaits  # noqa: E402
 from shop.web.admission import Admission  # noqa: E402
+from shop.web.asgi_safety import JsonSafetyNet  # noqa: E402
 
 if settings.DEBUG:
     # Local runs serve the admin's static files; deployments put a web server in front.
@@ -31,5 +32,6 @@ if settings.DEBUG:
     application = ASGIStaticFilesHandler(application)
 
 # Admission first: a request over the limit is refused before anything else; a token
-# read waits next, before Django gives the request a thread.
-application = Admission(EarlyTokenWaits(application))
+# read waits next, before Django gives the request a thread. Around both, whatever they
+# raise answers as JSON (they have no Django handler around them).
+application = JsonSafetyNet(Admission(EarlyTokenWaits(application)))

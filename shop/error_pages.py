@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.http import HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 
 from shop.web import errors
@@ -46,6 +47,15 @@ def not_found(request, exception=None):
         return _admin_page(request, status=404, title="Not found",
                            message="There is nothing at this address.")
     return errors.not_found(request, exception)
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: the API's JSON 403 under /api/, Django's page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return errors.json_error(
+            "csrf_failed", f"CSRF check failed: {reason or 'no valid CSRF token'}.", 403
+        )
+    return django_csrf_failure(request, reason)
 
 
 @csrf_exempt  # it changes nothing; a CSRF refusal would be Django's HTML 403 page

@@ -61,6 +61,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "shop.urls"
+# Under /api/ a CSRF refusal is the API's JSON error; elsewhere Django's page.
+CSRF_FAILURE_VIEW = "shop.error_pages.csrf_failure"
 WSGI_APPLICATION = "shop.wsgi.application"
 ASGI_APPLICATION = "shop.asgi.application"
 
@@ -278,6 +280,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Row ids as shop.web.url_ids matches them.
+    "PATH_CONVERTER_OVERRIDES": {"id": {
+        "type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1,
+    }},
     # Swagger UI from drf-spectacular-sidecar's static files: no third-party script on
     # the admin's origin, and the page works with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",

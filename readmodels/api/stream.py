@@ -19,6 +19,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from orders.outbox import InvalidToken, read_token
 from readmodels import projectors
@@ -75,7 +76,14 @@ def _event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
 
 
+# Exempt: it only answers GET (changes nothing), and a CSRF refusal of another method
+# would be Django's HTML page where the API answers JSON 405.
+@csrf_exempt
 async def consistency_stream(request):
+    if request.method != "GET":
+        response = _error("method_not_allowed", f'Method "{request.method}" not allowed.', 405)
+        response["Allow"] = "GET"
+        return response
     try:
         content = read_token(request.GET.get("token", ""))
         target = content.position

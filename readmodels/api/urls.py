@@ -5,18 +5,19 @@ Projected reads go through base.projected(): their token wait is async.
 
 from django.urls import path
 
+import shop.web.url_ids  # noqa: F401  (registers <id:...>)
 from readmodels.api import stream, views
 from readmodels.api.base import projected
 
 urlpatterns = [
     path("products/search", projected(views.ProductSearchView), name="product-search"),
     path(
-        "customers/<int:customer_id>/orders",
+        "customers/<id:customer_id>/orders",
         projected(views.CustomerOrdersView),
         name="customer-orders",
     ),
     path(
-        "customers/<int:customer_id>/dashboard",
+        "customers/<id:customer_id>/dashboard",
         projected(views.CustomerDashboardView),
         name="customer-dashboard",
     ),

@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost, RequestDataTooBig
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import JsonResponse
 
 
@@ -53,17 +58,25 @@ async def send_json_error(send, status: int, code: str, message: str,
 
 # Django's own refusals (shop.urls names these as handler400 ... handler500).
 
+def refusal_of(exception) -> tuple[int, str, str]:
+    """(status, code, message) of one of Django's refusals of a malformed request."""
+    if isinstance(exception, RequestDataTooBig):
+        return (413, "request_too_large",
+                f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+    if isinstance(exception, TooManyFieldsSent):
+        return (400, "too_many_fields",
+                f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields.")
+    if isinstance(exception, TooManyFilesSent):
+        return 400, "too_many_files", "The request has too many files."
+    if isinstance(exception, DisallowedHost):
+        return 400, "bad_host", "The Host header names a host this shop does not serve."
+    return 400, "bad_request", "The request is malformed."
+
+
 def bad_request(request, exception=None):
     """Django's own 400s (SuspiciousOperation, BadRequest) as JSON with a stable code."""
-    if isinstance(exception, RequestDataTooBig):
-        return json_error(
-            "request_too_large",
-            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
-            413,
-        )
-    if isinstance(exception, DisallowedHost):
-        return json_error("bad_host", "The Host header names a host this shop does not serve.", 400)
-    return json_error("bad_request", "The request is malformed.", 400)
+    status, code, message = refusal_of(exception)
+    return json_error(code, message, status)
 
 
 def forbidden(request, exception=None):
