@@ -114,10 +114,12 @@ def register_customer(
             f"An email used as a login name has at most {username_length} characters.",
             code="email_too_long",
         )
-    if Customer.objects.filter(email=email).exists():
-        raise errors.AlreadyExists("A customer with this email already exists.")
+    # A login that is a customer already is told so first, whatever email it sends:
+    # otherwise the answer would tell it whether that email is another customer's.
     if user is not None and Customer.objects.filter(user=user).exists():
         raise errors.AlreadyExists("This user is already a customer.")
+    if Customer.objects.filter(email=email).exists():
+        raise errors.AlreadyExists("A customer with this email already exists.")
     try:
         with transaction.atomic():
             if user is None:

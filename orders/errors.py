@@ -41,6 +41,14 @@ class ProductUnavailable(Conflict):
     default_detail = "A product in this order is not for sale."
     default_code = "product_unavailable"
 
+    def __init__(self, product_id: int):
+        super().__init__(f"Product {product_id} is not for sale.")
+        self.product_id = product_id
+
+    def as_missing(self) -> NotFound:
+        """The refusal for someone who may not see inactive products: as if it were not there."""
+        return NotFound(f"No such product: {self.product_id}.")
+
 
 class AlreadyExists(Conflict):
     default_detail = "It already exists."

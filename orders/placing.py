@@ -49,7 +49,7 @@ def check_order(quantities: OrderedDict[int, int], products: dict[int, Product])
     for pid, quantity in quantities.items():
         product = products[pid]
         if not product.active:
-            raise errors.ProductUnavailable(f"Product {pid} is not for sale.")
+            raise errors.ProductUnavailable(pid)
         if product.stock < quantity:
             raise errors.InsufficientStock(
                 f"Product {pid} has {product.stock} in stock; {quantity} requested."

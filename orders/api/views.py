@@ -242,10 +242,16 @@ class OrderCreateView(CommandView):
             customer_id = _own_customer_id(
                 self, request, customer_id or customer.pk, "orders.manage_orders"
             )
-        result = commands.place_order(
-            customer_id=customer_id,
-            lines=[commands.LineRequest(**line) for line in data["lines"]],
-        )
+        try:
+            result = commands.place_order(
+                customer_id=customer_id,
+                lines=[commands.LineRequest(**line) for line in data["lines"]],
+            )
+        except errors.ProductUnavailable as unavailable:
+            # Only staff may see a product taken off sale (ProductDetailView).
+            if request.user.is_staff:
+                raise
+            raise unavailable.as_missing() from None
         return self.committed_response(result, s.show_order(result.value))
 
 
