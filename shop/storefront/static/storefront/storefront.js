@@ -328,7 +328,8 @@ async function placeOrder(product) {
   if (!placed.ok) {
     setOrderStatus(item, "refused");
     setState(item, "failed", "not placed");
-    alertOn(item, say(placed));
+    // The product was on the page, so "not found" means it was taken off sale since.
+    alertOn(item, placed.body?.error?.code === "not_found" ? SAY.product_unavailable : say(placed));
     return;
   }
   const order = placed.body;
