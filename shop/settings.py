@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A sign-in form over the login throttles' limits: a 429 page, not a 500.
+    "shop.error_pages.LoginThrottledPages",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -134,6 +136,12 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}",
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Every password presented (API, storefront, admin, browsable API) is counted on the
+# login throttles before a backend checks it (shop/web/login_throttle.py).
+# (Sessions signed in through Django's own ModelBackend before it was replaced sign in
+# again: a session names its backend.)
+AUTHENTICATION_BACKENDS = ["shop.web.login_throttle.ThrottledModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -232,7 +240,8 @@ REST_FRAMEWORK = {
     "VIEW_NAME_FUNCTION": "shop.api_names.view_name",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Anonymous reads and every command are throttled per client; login has its own
-    # throttles (per address and per account) on its view. See shop/web/throttles.py.
+    # throttles (per address and per account), counted by authenticate() for every
+    # sign-in form alike. See shop/web/throttles.py and shop/web/login_throttle.py.
     "DEFAULT_THROTTLE_CLASSES": [
         "shop.web.throttles.AnonymousReadThrottle",
         "shop.web.throttles.CommandThrottle",

@@ -3,7 +3,8 @@
 POST /api/auth/token {"username", "password"} -> {"token", "expiry"}: the token is shown
 once; the database keeps only its hash. It expires after REST_KNOX TOKEN_TTL.
 POST /api/auth/logout revokes the token the request is made with. Login is throttled per
-address and per account (shop.web.throttles), so password guessing is slowed both ways.
+address and per account, on the counters every sign-in form shares, by authenticate()
+itself (shop.web.login_throttle): password guessing is slowed both ways, whatever door.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from rest_framework.views import APIView
 
 from shop.web.api_tokens import ApiTokenAuthentication
 from shop.web.parsers import JSONParser
-from shop.web.throttles import LoginAccountThrottle, LoginAddressThrottle
 
 
 class LoginSerializer(serializers.Serializer):
@@ -37,8 +37,9 @@ class LoginView(APIView):
     permission_classes = [AllowAny]
     # Form posts too, as DRF's obtain_auth_token took them (README's curl example).
     parser_classes = [JSONParser, FormParser]
-    # Address first: an attempt refused for the account still counts for the address.
-    throttle_classes = [LoginAddressThrottle, LoginAccountThrottle]
+    # Not the default command throttle: authenticate() counts the attempt on the login
+    # counters and raises LoginThrottled (a 429 `throttled`) over their limits.
+    throttle_classes: list = []
 
     @extend_schema(
         request=LoginSerializer,
