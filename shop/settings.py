@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "orders",
     "readmodels",
     "shop.storefront",
+    # Its ready() connects the revocation of API tokens on a password change.
+    "shop.web",
 ]
 
 MIDDLEWARE = [
@@ -143,8 +145,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # again: a session names its backend.)
 AUTHENTICATION_BACKENDS = ["shop.web.login_throttle.ThrottledModelBackend"]
 
+# Wherever a person sets a password: the admin's forms, createsuperuser and
+# changepassword, POST /api/auth/password (its 400 lists each rule broken, by code).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"

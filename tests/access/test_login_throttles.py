@@ -8,14 +8,12 @@ proxy (NUM_PROXIES=1).
 
 from __future__ import annotations
 
-import http.client
-import re
 import uuid
-from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from tests.support.forms import FormClient
 from tests.support.http import call
 from tests.support.servers import uvicorn_server
 
@@ -26,27 +24,8 @@ SIGN_IN_FORMS = ("/shop/login/", "/admin/login/", "/api/session/login/")
 
 
 def form_login(port: int, path: str, username: str, password: str, address: str):
-    """Sign in through an HTML form as a browser does: GET it for the CSRF cookie and
-    field, then POST. Returns (status, headers, body)."""
-    headers = {"X-Forwarded-For": address}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request("GET", path, headers=headers)
-        page = conn.getresponse()
-        html = page.read().decode()
-        assert page.status == 200, (page.status, html[:500])
-        cookie = re.search(r"csrftoken=([^;]+)", page.getheader("Set-Cookie") or "").group(1)
-        field = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
-        body = urlencode({"username": username, "password": password,
-                          "csrfmiddlewaretoken": field}).encode()
-        conn.request("POST", path, body=body, headers={
-            **headers, "Cookie": f"csrftoken={cookie}",
-            "Content-Type": "application/x-www-form-urlencoded",
-        })
-        answer = conn.getresponse()
-        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read().decode()
-    finally:
-        conn.close()
+    """Sign in through an HTML form as a browser does. Returns (status, headers, body)."""
+    return FormClient(port, address).submit(path, {"username": username, "password": password})
 
 
 def api_login(port: int, username, password, address: str):
@@ -138,3 +117,21 @@ def test_a_name_written_differently_counts_as_the_same_account(server):
         status, _, _ = form_login(server, "/shop/login/", name, "wrong", f"203.0.113.{50 + n}")
         assert status == 200, status
     assert_api_throttled(api_login(server, user.username, PASSWORD, "203.0.113.60"))
+
+
+def test_the_current_password_of_a_password_change_is_counted_too(server):
+    """A stolen token cannot guess its user's password through the password change
+    faster than through a sign-in: it is the same account's counter."""
+    user = new_user()
+    token = api_login(server, user.username, PASSWORD, "203.0.113.70").json()["token"]
+
+    def change(old):
+        return call(server, "POST", "/api/auth/password",
+                    {"old_password": old, "new_password": "a-new-long-passphrase-2026"},
+                    {"Authorization": f"Token {token}", "X-Forwarded-For": "203.0.113.71"})
+
+    for _ in range(2):
+        assert change("wrong").status == 400
+    assert_api_throttled(change(PASSWORD))
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
