@@ -15,6 +15,7 @@ from django.contrib import admin
 from django.http import HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_exempt
 
 from shop.web import errors
@@ -88,4 +89,5 @@ class LoginThrottledPages(SyncAndAsyncMiddleware):
             response = render(request, "storefront/login_throttled.html",
                               {"message": message}, status=429)
         response["Retry-After"] = str(exception.wait or 1)
+        add_never_cache_headers(response)  # as the sign-in page it stands in for
         return response

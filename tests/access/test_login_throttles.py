@@ -38,6 +38,7 @@ def assert_form_throttled(answer):
     assert status == 429, (status, body[:500])
     assert int(headers["retry-after"]) >= 1, headers
     assert headers["content-type"].startswith("text/html"), headers
+    assert "no-store" in headers["cache-control"], headers
     assert "Too many sign-in attempts" in body, body[:500]
 
 
