@@ -9,6 +9,7 @@ from shop.metrics_view import metrics
 from shop.storefront.views import welcome
 from shop.web import errors
 from shop.web.auth import LoginView, LogoutView, PasswordChangeView
+from shop.web.login_throttle import admin_password_change
 
 handler400 = errors.bad_request
 # The admin answers its refusals with admin pages; everything else with JSON.
@@ -18,6 +19,8 @@ handler500 = errors.server_error
 
 urlpatterns = [
     path("", welcome, name="welcome"),
+    # Before the admin's own: its current password counted on the login throttles.
+    path("admin/password_change/", admin_password_change),
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
     path("api/health", health.live, name="health"),

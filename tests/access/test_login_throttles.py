@@ -136,3 +136,26 @@ def test_the_current_password_of_a_password_change_is_counted_too(server):
     assert_api_throttled(change(PASSWORD))
     user.refresh_from_db()
     assert user.check_password(PASSWORD)
+
+
+def test_the_current_password_of_the_admins_password_change_is_counted_too(server):
+    """Django's own form checks it on the user, past authenticate(); the admin's is
+    counted on the account's login counter like a sign-in."""
+    staff = new_user(is_staff=True)
+    browser = FormClient(server, "203.0.113.80")
+    status, _, _ = browser.submit("/admin/login/", {"username": staff.username,
+                                                   "password": PASSWORD})
+    assert status == 302, status
+
+    def change(old):
+        return browser.submit("/admin/password_change/", {
+            "old_password": old, "new_password1": "a-new-long-passphrase-2026",
+            "new_password2": "a-new-long-passphrase-2026",
+        })
+
+    for _ in range(2):
+        status, _, body = change("wrong")
+        assert status == 200 and "entered incorrectly" in body, (status, body[:500])
+    assert_form_throttled(change(PASSWORD))
+    staff.refresh_from_db()
+    assert staff.check_password(PASSWORD)
