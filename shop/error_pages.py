@@ -4,7 +4,8 @@ Django calls one handler per status for the whole site (shop.urls names these). 
 API and its clients want `{"error": {...}}` (shop.web.errors); a person in the admin
 wants an admin page that says what happened and links back, not JSON inside it. Paths
 under /api/ that match no route answer JSON here too, also with DEBUG on (where
-Django's own 404 is an HTML debug page).
+Django's own 404 is an HTML debug page). A sign-in form refused by the login throttles
+(shop.web.login_throttle) answers a page that says when to try again.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from django.contrib import admin
 from django.http import HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
+from django.utils.cache import add_never_cache_headers
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 
 from shop.web import errors
+from shop.web.login_throttle import LoginThrottled
+from shop.web.middleware import SyncAndAsyncMiddleware
 
 
 def _in_admin(request) -> bool:
@@ -74,3 +78,26 @@ def api_not_found(request, rest: str = ""):
     return errors.json_error(
         "not_found", "No API resource at this address; GET /api/ lists them.", 404
     )
+
+
+class LoginThrottledPages(SyncAndAsyncMiddleware):
+    """A sign-in form over a login limit: 429 with Retry-After and a page saying so.
+
+    The API's login answers its JSON 429 itself (LoginThrottled is DRF's Throttled);
+    this catches the exception where a plain Django view (the storefront's, the admin's,
+    the browsable API's sign-in form) let it through.
+    """
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, LoginThrottled):
+            return None
+        message = str(exception.detail)
+        if _in_admin(request):
+            response = _admin_page(request, status=429, title="Too many sign-in attempts",
+                                   message=message)
+        else:
+            response = render(request, "storefront/login_throttled.html",
+                              {"message": message}, status=429)
+        response["Retry-After"] = str(exception.wait or 1)
+        add_never_cache_headers(response)  # as the sign-in page it stands in for
+        return response

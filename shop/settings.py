@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "orders",
     "readmodels",
     "shop.storefront",
+    # Its ready() connects the revocation of API tokens on a password change.
+    "shop.web",
 ]
 
 MIDDLEWARE = [
@@ -58,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A sign-in form over the login throttles' limits: a 429 page, not a 500.
+    "shop.error_pages.LoginThrottledPages",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -137,8 +141,20 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every password presented (API, storefront, admin, browsable API) is counted on the
+# login throttles before a backend checks it (shop/web/login_throttle.py).
+# (Sessions signed in through Django's own ModelBackend before it was replaced sign in
+# again: a session names its backend.)
+AUTHENTICATION_BACKENDS = ["shop.web.login_throttle.ThrottledModelBackend"]
+
+# Wherever a person sets a password: the admin's forms, createsuperuser and
+# changepassword, POST /api/auth/password (its 400 lists each rule broken, by code).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -234,7 +250,8 @@ REST_FRAMEWORK = {
     "VIEW_NAME_FUNCTION": "shop.api_names.view_name",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Anonymous reads and every command are throttled per client; login has its own
-    # throttles (per address and per account) on its view. See shop/web/throttles.py.
+    # throttles (per address and per account), counted by authenticate() for every
+    # sign-in form alike. See shop/web/throttles.py and shop/web/login_throttle.py.
     "DEFAULT_THROTTLE_CLASSES": [
         "shop.web.throttles.AnonymousReadThrottle",
         "shop.web.throttles.CommandThrottle",

@@ -8,7 +8,8 @@ from shop import error_pages, health
 from shop.metrics_view import metrics
 from shop.storefront.views import welcome
 from shop.web import errors
-from shop.web.auth import LoginView, LogoutView
+from shop.web.auth import LoginView, LogoutView, PasswordChangeView
+from shop.web.login_throttle import admin_password_change
 
 handler400 = errors.bad_request
 # The admin answers its refusals with admin pages; everything else with JSON.
@@ -18,12 +19,15 @@ handler500 = errors.server_error
 
 urlpatterns = [
     path("", welcome, name="welcome"),
+    # Before the admin's own: its current password counted on the login throttles.
+    path("admin/password_change/", admin_password_change),
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
     path("api/health", health.live, name="health"),
     path("api/health/ready", health.ready, name="health-ready"),
     path("api/auth/token", LoginView.as_view(), name="auth-token"),
     path("api/auth/logout", LogoutView.as_view(), name="auth-logout"),
+    path("api/auth/password", PasswordChangeView.as_view(), name="auth-password"),
     # The browsable API's "Log in" and "Log out" (a session, as the admin's login gives).
     path("api/session/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

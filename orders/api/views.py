@@ -325,6 +325,8 @@ RESOURCES = [
     ("/api/auth/token", ["POST"], "command", "public",
      "Exchange username and password for an expiring API token (Authorization: Token <key>)."),
     ("/api/auth/logout", ["POST"], "command", "signed-in", "Revoke the token sent."),
+    ("/api/auth/password", ["POST"], "command", "signed-in",
+     "Change your password; revokes all your API tokens."),
     ("/api/me", ["GET"], "strong", "signed-in", "Who you are: user id, staff or not, customer id."),
     ("/api/customers", ["POST"], "command", "signed-in", "Register a customer."),
     ("/api/customers/{customer_id}", ["GET"], "strong", "owner or staff", "A customer."),

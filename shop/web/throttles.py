@@ -2,9 +2,10 @@
 
 Scopes (rates in settings.REST_FRAMEWORK, each set by THROTTLE_RATE_<SCOPE>):
 anonymous reads per address, commands per user (per address when anonymous), login per
-address and per account, and the consistency stream per address (the read side's stream,
-which is a plain Django view and so uses `stream_allowed` here). A throttled request is a
-429 `throttled` with Retry-After.
+address and per account (`login_wait`, which every password check runs through
+shop.web.login_throttle), and the consistency stream per address (the read side's
+stream, which is a plain Django view and so uses `stream_wait` here). A throttled
+request is a 429 `throttled` with Retry-After.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import unicodedata
 import uuid
 
 from django.conf import settings
@@ -118,16 +120,43 @@ class LoginAddressThrottle(RedisRateThrottle):
 
 class LoginAccountThrottle(RedisRateThrottle):
     """Login attempts on one account, whatever the address: guessing one password from
-    many addresses. The name is hashed so the counters hold no user names."""
+    many addresses. The identity is hashed so the counters hold no user names."""
 
     scope = "login_account"
 
+    def __init__(self, identity: str):
+        super().__init__()
+        self.identity = identity
+
     def get_cache_key(self, request, view):
-        username = request.data.get("username") if hasattr(request.data, "get") else None
-        if not isinstance(username, str) or not username:
-            return None
-        digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+        digest = hashlib.sha256(self.identity.encode()).hexdigest()[:32]
         return self.cache_format % {"scope": self.scope, "ident": digest}
+
+
+def login_identity(username) -> str:
+    """The account a login attempt is counted against, however its name was written.
+
+    Whatever the form or the JSON carried (a number, spaces around, another case, a
+    compatibility form of a character), the same account counts once: NFKC as Django's
+    username fields normalise, then stripped and case-folded. Case-folding merges names
+    Django's exact lookup keeps apart, so they share one budget: a guesser cannot spread
+    tries over "Alice" and "ALICE".
+    """
+    return unicodedata.normalize("NFKC", str(username)).strip().casefold()
+
+
+def login_wait(request, username) -> float | None:
+    """Count one password presented for `username`; None if it may be checked, else the
+    seconds to wait. Both counters count the attempt, also when one of them refuses it.
+
+    `request` is Django's (None outside a request: only the account then counts).
+    """
+    throttles: list[RedisRateThrottle] = [LoginAddressThrottle()] if request is not None else []
+    identity = login_identity(username) if username is not None else ""
+    if identity:
+        throttles.append(LoginAccountThrottle(identity))
+    waits = [t.wait() or 1 for t in throttles if not t.allow_request(request, None)]
+    return max(waits) if waits else None
 
 
 class StreamThrottle(RedisRateThrottle):
