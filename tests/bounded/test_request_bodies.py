@@ -53,14 +53,14 @@ def test_slow_bodies_hold_no_place_that_searches_and_orders_need(
         orders = [shopper.call("POST", "/api/orders",
                                {"lines": [{"product_id": product.pk, "quantity": 1}]})
                   for _ in range(4)]
+        for status, _, body in searches:
+            assert status == 200, (status, body)
+        for status, _, body in orders:
+            assert status == 201, (status, body)
         wait_until(lambda: attack.collect() >= attackers - MAX_RECEIVING, timeout=60,
                    message="the slow senders beyond WEB_MAX_RECEIVING were not refused")
         refused = list(attack.answers.values())
 
-    for status, _, body in searches:
-        assert status == 200, (status, body)
-    for status, _, body in orders:
-        assert status == 201, (status, body)
     # Only WEB_MAX_RECEIVING were still receiving; every other was told to come back.
     assert len(refused) == attackers - MAX_RECEIVING
     for answer in refused:
