@@ -147,6 +147,8 @@ def measure(args) -> None:
     attack = SlowBodies(url.hostname, url.port or 80, shopper.prefix, args.connections,
                         args.interval, args.declared)
     time.sleep(args.settle)  # the attack's own ramp: every connection has sent some body
+    # Idle all that time: the server has closed the shopper's keep-alive connection.
+    shopper.conn.close()
     searches, orders, health = Counter(), Counter(), Counter()
     anonymous = Api(args.api)
     started = time.monotonic()
