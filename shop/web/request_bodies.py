@@ -27,13 +27,15 @@ import asyncio
 
 from django.conf import settings
 
-from shop.web.admission import OVERLOADED, OVERLOADED_MESSAGE
+from shop.web.admission import OVERLOADED
 from shop.web.errors import send_json_error
 from shop.web.metrics import record_body_refused, record_shed
 
 TOO_LARGE = "request_too_large"
 TIMEOUT = "body_timeout"
 TIMEOUT_MESSAGE = "The request body did not arrive in time; nothing was done."
+RECEIVING_MESSAGE = ("The shop is receiving too many request bodies right now; nothing was "
+                     "done. Retry shortly.")
 
 
 class BodyReception:
@@ -52,16 +54,16 @@ class BodyReception:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared, chunked = _framing(scope)
-        if declared is None and not chunked:
+        if declared is None:
             return await send_json_error(send, 400, "bad_request", "The Content-Length is malformed.")
         if declared == 0 and not chunked:
             return await self.app(scope, receive, send)  # no body to wait for
         if declared > self.max_bytes:
             # Before anything is read: no 100 Continue goes out, and the client may stop.
-            return await self._refuse_too_large(scope, send)
+            return await self._refuse_too_large(send)
         try:
             async with asyncio.timeout(self.timeout):
-                outcome = await self._receive(scope, receive)
+                outcome = await self._receive(receive)
         except TimeoutError:
             record_body_refused(TIMEOUT)
             # Closed: what the client goes on sending is not worth reading.
@@ -70,14 +72,14 @@ class BodyReception:
         if outcome is _GONE:
             return None
         if outcome is _TOO_LARGE:
-            return await self._refuse_too_large(scope, send)
+            return await self._refuse_too_large(send)
         if outcome is _NO_PLACE:
             record_shed(scope["method"], "receiving")
-            return await send_json_error(send, 503, OVERLOADED, OVERLOADED_MESSAGE,
+            return await send_json_error(send, 503, OVERLOADED, RECEIVING_MESSAGE,
                                          {"Retry-After": self.retry_after})
         return await self.app(scope, _replay(outcome, receive), send)
 
-    async def _receive(self, scope, receive):
+    async def _receive(self, receive):
         """The whole body, or why there is none; a receiving place is held only while waiting."""
         chunks: list[bytes] = []
         size = 0
@@ -103,7 +105,7 @@ class BodyReception:
             if placed:
                 self.receiving -= 1
 
-    async def _refuse_too_large(self, scope, send) -> None:
+    async def _refuse_too_large(self, send) -> None:
         record_body_refused(TOO_LARGE)
         # The connection stays open: the server reads and drops the rest of the body, so
         # a client that sends it all before reading (most do) still gets this answer.
