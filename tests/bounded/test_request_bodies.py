@@ -4,7 +4,8 @@ Against the shipped server (uvicorn, shop.asgi) with real sockets: clients that 
 their headers and then a byte a second hold no admission place, so searches and orders
 from others still run; a body slower than its deadline gets a 408; a declared body
 over the limit is a 413 before a byte of it is read; a chunked one is cut off at the
-limit; and no body is spooled to a temporary file.
+limit; no body is spooled to a temporary file; and a body within the limit that
+arrives in many pieces is served whole.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.http import Http, api_token_for
+from tests.support.http import Http, api_token_for, auth, call
 from tests.support.raw_http import (
     chunk,
     closed_by_server,
@@ -139,3 +140,18 @@ def test_a_chunked_body_is_cut_off_at_the_limit_and_never_spooled_to_disk(settin
     assert answer.code == "request_too_large"
     assert settings.FILE_UPLOAD_MAX_MEMORY_SIZE >= settings.WEB_MAX_BODY_BYTES
 
+
+
+def test_a_body_within_the_limit_arriving_in_many_pieces_is_served(
+    server, make_customer, make_product
+):
+    # Well over what the server buffers before the app reads (64 KB), so the body is
+    # received in many messages, holding a receiving place, and handed on whole.
+    product = make_product(stock=10)
+    customer = make_customer(balance_cents=100_000)
+    padding = b" " * (512 * 1024)
+    body = b'{"lines": [{"product_id": %d, "quantity": 1}]' % product.pk + padding + b"}"
+    answer = call(server, "POST", "/api/orders", body,
+                  {**auth(customer.user), "Content-Type": "application/json"})
+    assert answer.status == 201, answer
+    assert answer.json()["total_cents"] == product.price_cents
