@@ -53,19 +53,19 @@ class Api:
 
 
 @contextmanager
-def shipped_stack():
+def shipped_stack(name: str = "session"):
     """`make run`'s stack on a database, namespace and port of its own; yields the API URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PORT": str(port), "READMODELS_NAMESPACE": "bench_session",
-           "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/shop_bench_session",
+    env = {**os.environ, "PORT": str(port), "READMODELS_NAMESPACE": f"bench_{name}",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/shop_bench_{name}",
            "DJANGO_DEBUG": "true", "PROMETHEUS_MULTIPROC_DIR": ""}
     # One customer places 2n orders in a minute or two: lift the abuse limits, as the
     # other benchmarks do (bench/benchdb.py).
     for scope in ("LOGIN_ADDRESS", "LOGIN_ACCOUNT", "ANON_READ", "COMMANDS", "STREAM"):
         env.setdefault(f"THROTTLE_RATE_{scope}", "100000000/min")
-    log = open("/tmp/bench-session-stack.log", "ab")
+    log = open(f"/tmp/bench-{name}-stack.log", "ab")
     stack = subprocess.Popen([sys.executable, "-m", "shop.devstack", "run"], cwd=HERE.parent,
                              env=env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -77,7 +77,7 @@ def shipped_stack():
                     break
             except OSError:
                 if stack.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the stack did not start; see /tmp/bench-session-stack.log") from None
+                    raise SystemExit(f"the stack did not start; see /tmp/bench-{name}-stack.log") from None
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/api"
     finally:

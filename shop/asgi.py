@@ -2,7 +2,9 @@
 
 Web processes use a bounded database connection pool (DATABASE_POOL, on here unless
 the environment says otherwise) and admit a bounded number of requests at once
-(shop.web.admission). See README, "Connection budget" and "Load shedding".
+(shop.web.admission), each body received whole within bounds first
+(shop.web.request_bodies). See README, "Connection budget", "Load shedding" and
+"Security".
 """
 
 import os
@@ -24,6 +26,7 @@ application = OneHopASGIHandler()
 from readmodels.api.early_waits import EarlyTokenWaits  # noqa: E402
 from shop.web.admission import Admission  # noqa: E402
 from shop.web.asgi_safety import JsonSafetyNet  # noqa: E402
+from shop.web.request_bodies import BodyReception  # noqa: E402
 
 if settings.DEBUG:
     # Local runs serve the admin's static files; deployments put a web server in front.
@@ -31,7 +34,8 @@ if settings.DEBUG:
 
     application = ASGIStaticFilesHandler(application)
 
-# Admission first: a request over the limit is refused before anything else; a token
-# read waits next, before Django gives the request a thread. Around both, whatever they
-# raise answers as JSON (they have no Django handler around them).
-application = JsonSafetyNet(Admission(EarlyTokenWaits(application)))
+# A body is received whole first (bounded in size, time and number), so a slow sender
+# holds no admission place; admission next: a request over the limit is refused before
+# anything else; a token read waits next, before Django gives the request a thread.
+# Around all three, whatever they raise answers as JSON (no Django handler is there).
+application = JsonSafetyNet(BodyReception(Admission(EarlyTokenWaits(application))))

@@ -228,6 +228,20 @@ WEB_MAX_REQUESTS = env.get_int("WEB_MAX_REQUESTS", 32)
 WEB_MAX_READS = env.get_int("WEB_MAX_READS", 24)
 WEB_RETRY_AFTER_SECONDS = env.get_int("WEB_RETRY_AFTER_SECONDS", 1)
 
+# Request bodies (shop.web.request_bodies), received whole before admission: at most
+# WEB_MAX_BODY_BYTES (a larger declared Content-Length is a 413 before any byte is
+# read; a chunked body is cut off there), within WEB_BODY_TIMEOUT_SECONDS of the
+# headers (else 408), and at most WEB_MAX_RECEIVING requests per process waiting for
+# the rest of a body (beyond it 503 `overloaded`). The API takes JSON of a few KB.
+WEB_MAX_BODY_BYTES = env.get_int("WEB_MAX_BODY_BYTES", 1024 * 1024)
+WEB_BODY_TIMEOUT_SECONDS = float(env.get("WEB_BODY_TIMEOUT_SECONDS", "10"))
+WEB_MAX_RECEIVING = env.get_int("WEB_MAX_RECEIVING", 8)
+# Django's own limits at the same size, and uploads in memory only: a body that got
+# this far is never spooled to a temporary file.
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEB_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = WEB_MAX_BODY_BYTES
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+
 # Readiness probes (shop.health) are admitted whatever the load, so each is cheap: every
 # dependency is checked at once within this timeout, on connections of the probe's own
 # (never the web's pool), and a process answers probes from one check per this long.

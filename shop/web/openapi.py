@@ -33,12 +33,14 @@ ERRORS = {
     "404": "Not found, or not yours.",
     "405": "Method not allowed.",
     "406": "Cannot produce the requested content type.",
+    "408": "The request body did not arrive in time (body_timeout); nothing was done.",
     "409": "Refused by a business rule (insufficient_stock, insufficient_balance, ...).",
     "412": "If-Match does not match the current version.",
-    "413": "The request body is too large.",
+    "413": "The request body is too large (request_too_large), refused before it is read.",
     "415": "Unsupported content type: send JSON.",
     "422": "Idempotency-Key reused with a different request.",
-    "503": "A store or the database is unavailable; retry after Retry-After.",
+    "503": "The shop is busy (overloaded) or a store or the database is unavailable; "
+           "retry after Retry-After.",
 }
 
 

@@ -19,6 +19,13 @@ from tests.support.waiting import wait_until
 @contextmanager
 def uvicorn_server(**env_overrides):
     """uvicorn serving shop.asgi on the test database and this run's namespace; yields the port."""
+    with uvicorn_process(**env_overrides) as (port, _):
+        yield port
+
+
+@contextmanager
+def uvicorn_process(**env_overrides):
+    """As uvicorn_server, yielding the port and the server's process id."""
     port = free_port()
     db = connection.settings_dict
     env = {
@@ -46,7 +53,7 @@ def uvicorn_server(**env_overrides):
     )
     try:
         wait_until(lambda: port_answers(port), timeout=30, message="uvicorn did not start")
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         process.wait(10)
