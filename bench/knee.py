@@ -20,9 +20,11 @@ orders_search's under 1 s; the peer holds when its index's p99 is under 1 s. An 
 a system never showed counts as never visible: a system that loses more than 1 in 100
 orders holds at no rate, however fast it shows the rest (the peer loses some by
 design: its task can run before the order's transaction commits). The
-rates are stepped upwards; once a system has failed at two rates in a row, its
-higher rates are not tried. Elasticsearch is the ES-compatible dev server (noida-db),
-one request at a time: the ES figures say nothing about real Elasticsearch.
+rates are stepped upwards, every system in turn at each rate; once a system has failed
+at two rates in a row, its higher rates are not tried (unless --every-rate: on a
+machine shared with other load, where a system can fail at a low rate for the others'
+sake). Elasticsearch is the ES-compatible dev server (noida-db), one request at a
+time: the ES figures say nothing about real Elasticsearch.
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ def main() -> int:
                         help="seconds of load at each rate before the measured run")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated, of {', '.join(SYSTEMS)}")
+    parser.add_argument("--every-rate", action="store_true",
+                        help="try every rate for every system, past two failures too")
     parser.add_argument("--smoke", action="store_true", help="tiny durations: does it work?")
     args = parser.parse_args()
     if args.smoke:
@@ -158,19 +162,25 @@ def main() -> int:
     import peer_comparison
 
     report = {"machine": benchdb.machine(), "seconds": args.seconds, "warm_up": args.warm_up,
+              "every_rate": args.every_rate,
               "targets": {"redis_p99_ms": REDIS_P99_MS, "es_p99_ms": ES_P99_MS},
               "notes": {"elasticsearch": peer_comparison.ES_NOTE,
                         "peer": peer_comparison.PROCESSOR_NOTE},
               "systems": {}}
-    for system in args.systems.split(","):
-        rates: dict = {}
-        failing_in_a_row = 0
-        for rate in [int(r) for r in args.rates.split(",")]:
-            rates[str(rate)] = step(system, rate, args.seconds, args.warm_up)
-            failing_in_a_row = 0 if rates[str(rate)]["holds"] else failing_in_a_row + 1
-            if failing_in_a_row >= 2:
-                break  # past the knee: higher rates only take longer to fail
-        report["systems"][system] = {"rates": rates, "knee": knee_of(rates)}
+    # Rate by rate, every system in turn: a machine whose other load changes during the
+    # run then weighs on every system at about the same rates.
+    systems = args.systems.split(",")
+    rates: dict = {system: {} for system in systems}
+    failing_in_a_row = dict.fromkeys(systems, 0)
+    for rate in [int(r) for r in args.rates.split(",")]:
+        for system in systems:
+            if failing_in_a_row[system] >= 2 and not args.every_rate:
+                continue  # past its knee: higher rates only take longer to fail
+            rates[system][str(rate)] = step(system, rate, args.seconds, args.warm_up)
+            failing_in_a_row[system] = (0 if rates[system][str(rate)]["holds"]
+                                        else failing_in_a_row[system] + 1)
+    for system in systems:
+        report["systems"][system] = {"rates": rates[system], "knee": knee_of(rates[system])}
     knees = {system: figures["knee"] for system, figures in report["systems"].items()}
     ours = knees.get("ours")
     report["knee"] = {**knees, **{
