@@ -163,6 +163,8 @@ def main() -> int:
 
     report = {"machine": benchdb.machine(), "seconds": args.seconds, "warm_up": args.warm_up,
               "every_rate": args.every_rate,
+              "command": " ".join(["bench/knee.py", *sys.argv[1:]]),
+              "load_average": {"start": benchdb.load_average()},
               "targets": {"redis_p99_ms": REDIS_P99_MS, "es_p99_ms": ES_P99_MS},
               "notes": {"elasticsearch": peer_comparison.ES_NOTE,
                         "peer": peer_comparison.PROCESSOR_NOTE},
@@ -181,6 +183,7 @@ def main() -> int:
                                         else failing_in_a_row[system] + 1)
     for system in systems:
         report["systems"][system] = {"rates": rates[system], "knee": knee_of(rates[system])}
+    report["load_average"]["end"] = benchdb.load_average()
     knees = {system: figures["knee"] for system, figures in report["systems"].items()}
     ours = knees.get("ours")
     report["knee"] = {**knees, **{
@@ -234,6 +237,10 @@ def render(data: dict) -> str:
                "the fresh stack (its first requests open the web's pooled connections). "
                if data.get("warm_up") else "")
             + data.get("notes", {}).get("elasticsearch", "")]
+    if data.get("command"):
+        out += ["", benchdb.shared_machine_note(data) + f"Command: `.venv/bin/python "
+                f"-m shop.devstack exec -- .venv/bin/python {data['command']}`"
+                + (" (every rate tried for every system)." if data.get("every_rate") else ".")]
     return "\n".join(out)
 
 

@@ -510,7 +510,8 @@ def run(args, broker: Broker) -> int:
         "peers": {peer: PEER_NOTES[peer] for peer in peers},
         "broker": "redis-server " + ("--appendonly yes (as docker-compose)" if broker.persistent
                                      else "--appendonly no (a restart loses its queue)")},
-        "peers": {}}
+        "peers": {}, "command": " ".join(["bench/peer_comparison.py", *sys.argv[1:]]),
+        "load_average": {"start": benchdb.load_average()}}
 
     def fresh_shop(customers: int):
         ids = benchdb.fresh_shop(customers)
@@ -627,6 +628,7 @@ def run(args, broker: Broker) -> int:
             supervisor.stop_all()
     finally:
         supervisor.close()
+    report["load_average"]["end"] = benchdb.load_average()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "peer_comparison.json").write_text(json.dumps(report, indent=2))
     print(render(report))
@@ -671,6 +673,9 @@ def render(report: dict) -> str:
            "| offered rate | system | p50 ms | p95 ms | p99 ms | max ms | never seen | "
            "after the drain: missing / stale / (incomplete /) phantom |",
            "|---|---|---|---|---|---|---|---|", *rows, "",
+           *([benchdb.shared_machine_note(report) + "Command: `.venv/bin/python -m "
+              f"shop.devstack exec -- .venv/bin/python {report['command']}`.", ""]
+             if report.get("command") else []),
            "How the peer indexes: " + " ".join(f"{PEER_LABELS.get(p, p)}: {text}"
                                                for p, text in how.items()),
            "", "As shipped, a worker that takes the task before the command commits finds no "
