@@ -114,6 +114,12 @@ def _knee(data: dict) -> str:
     return render_knee(data)
 
 
+def _session_cpu(data: dict) -> str:
+    from session_cpu import render as render_session_cpu
+
+    return render_session_cpu(data)
+
+
 def _soak(data: dict) -> str:
     from soak import render as render_soak
 
@@ -145,7 +151,8 @@ def _session_reads(data: dict) -> str:
         "at once, mostly without it.\n")
 
 
-RENDERERS = {"session_reads": _session_reads, "peer_comparison": _peer, "knee": _knee,
+RENDERERS = {"session_reads": _session_reads, "session_cpu": _session_cpu, "peer_comparison": _peer,
+             "knee": _knee,
              "soak": _soak, "run_cost": _run_cost, "drain_rebuild": _drain,
              "read_strategies": _reads, "command_throughput": _commands, "projection_lag": _lag}
 
@@ -161,6 +168,7 @@ TITLES = {
     "soak": "Soak: ten minutes at a steady rate",
     "run_cost": "What a projector run costs: fixed per run, and per row",
     "session_reads": "Reading one's own write: with the session token and without",
+    "session_cpu": "Web CPU per request: anonymous, API token and browser session clients",
 }
 
 
