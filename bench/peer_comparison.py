@@ -734,7 +734,10 @@ def render(report: dict) -> str:
             "is killed with SIGKILL after a random 0.2-0.7 s, again and again; an order whose "
             "commit made it to PostgreSQL and whose task had not been sent yet is never "
             "indexed by a peer that sends on commit (missing), while our outbox row "
-            "committed with it."]
+            "committed with it. The peer as shipped sent its task before the commit, so a "
+            "crash costs it nothing here; what it misses in that row is its race with the "
+            "commit (the queue is short between kills: the worker re-read the row before "
+            "the command committed), as in the lag table's never-seen."]
     for peer, figures in peers.items():
         name = PEER_LABELS.get(peer, peer)
         killed = figures["scenarios"].get("worker_killed")
