@@ -176,6 +176,19 @@ def _verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("met" if ok else "**missed**")
 
 
+def _search_knee(data: dict) -> int | None:
+    from knee import search_knee
+
+    rates = data.get("systems", {}).get("ours", {}).get("rates")
+    return search_knee(rates) if rates else None
+
+
+def _load(data: dict) -> str:
+    load = data.get("load_average")
+    return (f" (machine shared: load average {load['start']}–{load['end']} on 2 cores)"
+            if load else "")
+
+
 def _targets(results: dict) -> str:
     """Each target of the benchmark issue against what this report measured."""
     rows = []
@@ -217,9 +230,12 @@ def _targets(results: dict) -> str:
                                 "the peer's rate, sending on commit")):
         if not knee or peer not in knee or "ours" not in knee:
             continue
+        search = _search_knee(results["knee"])
         rows.append([f"ours sustains ≥ 3× {label} (the knee, same bench run, each alone)",
                      f"ours {knee['ours']}/s, peer {knee[peer]}/s"
-                     + (" (the peer holds at no rate tried)" if not knee[peer] else ""),
+                     + (" (the peer holds at no rate tried)" if not knee[peer] else "")
+                     + (f"; ours judged as the peer is (its search view alone): {search}/s"
+                        if search is not None else "") + _load(results["knee"]),
                      _verdict(knee[ratio] >= 3 if knee.get(ratio) is not None
                               else knee["ours"] > 0)])
     soak = results.get("soak", {}).get("summary")
@@ -303,6 +319,11 @@ def render(report: dict) -> str:
             lines.append(f"_Measured {data['measured']}; median of {data.get('runs', 1)} "
                          f"run(s)._")
             lines.append("")
+        other = data.get("machine")
+        if isinstance(other, dict) and other.get("cpu") != machine.get("cpu"):
+            # A section kept from an earlier run may come from another machine.
+            lines += [f"_On another machine than the header's: {other.get('cpu')}, "
+                      f"{other.get('cores')} cores._", ""]
         if data.get("missing"):
             lines.append("Not measured in this run.")
         elif "markdown" in data:
