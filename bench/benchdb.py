@@ -212,3 +212,20 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def shared_machine_note(report: dict) -> str:
+    """What else the machine ran meanwhile: the load average at the start and the end of
+    a run, next to its core count (a benchmark's own processes count too)."""
+    load = report.get("load_average")
+    if not load:
+        return ""
+    return (f"Load average (1 min) {load['start']} at the start and {load['end']} at the end "
+            f"of this run, on {os.cpu_count()} cores: the machine was shared with other "
+            "work while it ran, so compare the systems within this run, not its absolute "
+            "figures with other runs'. ")
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+

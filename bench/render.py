@@ -114,6 +114,12 @@ def _knee(data: dict) -> str:
     return render_knee(data)
 
 
+def _session_cpu(data: dict) -> str:
+    from session_cpu import render as render_session_cpu
+
+    return render_session_cpu(data)
+
+
 def _soak(data: dict) -> str:
     from soak import render as render_soak
 
@@ -145,7 +151,8 @@ def _session_reads(data: dict) -> str:
         "at once, mostly without it.\n")
 
 
-RENDERERS = {"session_reads": _session_reads, "peer_comparison": _peer, "knee": _knee,
+RENDERERS = {"session_reads": _session_reads, "session_cpu": _session_cpu, "peer_comparison": _peer,
+             "knee": _knee,
              "soak": _soak, "run_cost": _run_cost, "drain_rebuild": _drain,
              "read_strategies": _reads, "command_throughput": _commands, "projection_lag": _lag}
 
@@ -161,11 +168,25 @@ TITLES = {
     "soak": "Soak: ten minutes at a steady rate",
     "run_cost": "What a projector run costs: fixed per run, and per row",
     "session_reads": "Reading one's own write: with the session token and without",
+    "session_cpu": "Web CPU per request: anonymous, API token and browser session clients",
 }
 
 
 def _verdict(ok: bool | None) -> str:
     return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+
+def _search_knee(data: dict) -> int | None:
+    from knee import search_knee
+
+    rates = data.get("systems", {}).get("ours", {}).get("rates")
+    return search_knee(rates) if rates else None
+
+
+def _load(data: dict) -> str:
+    load = data.get("load_average")
+    return (f" (machine shared: load average {load['start']}–{load['end']} on 2 cores)"
+            if load else "")
 
 
 def _targets(results: dict) -> str:
@@ -204,11 +225,18 @@ def _targets(results: dict) -> str:
                      ", ".join(f"{k.replace('_', ' ')} {v * 100:.0f}%" for k, v in share.items()),
                      _verdict(worst >= 0.6)])
     knee = results.get("knee", {}).get("knee")
-    if knee:
-        rows.append(["ours sustains ≥ 3× the peer's rate (the knee, same bench run, each alone)",
-                     f"ours {knee['ours']}/s, peer {knee['peer']}/s"
-                     + (" (the peer holds at no rate tried)" if not knee["peer"] else ""),
-                     _verdict(knee["ratio"] >= 3 if knee["ratio"] is not None
+    for peer, ratio, label in (("peer", "ratio", "the peer's rate, as shipped"),
+                               ("peer_on_commit", "ratio_on_commit",
+                                "the peer's rate, sending on commit")):
+        if not knee or peer not in knee or "ours" not in knee:
+            continue
+        search = _search_knee(results["knee"])
+        rows.append([f"ours sustains ≥ 3× {label} (the knee, same bench run, each alone)",
+                     f"ours {knee['ours']}/s, peer {knee[peer]}/s"
+                     + (" (the peer holds at no rate tried)" if not knee[peer] else "")
+                     + (f"; ours judged as the peer is (its search view alone): {search}/s"
+                        if search is not None else "") + _load(results["knee"]),
+                     _verdict(knee[ratio] >= 3 if knee.get(ratio) is not None
                               else knee["ours"] > 0)])
     soak = results.get("soak", {}).get("summary")
     if soak:
@@ -265,6 +293,11 @@ def _targets(results: dict) -> str:
         "round trip) per command.", ""])
 
 
+# Below this line docs/BENCHMARKS.md holds sections written from benchmarks that
+# run_all does not run (bench/token_cost.py, bench/slow_bodies.py); run_all keeps them.
+HAND_WRITTEN = "<!-- Sections below come from benchmarks run on their own; make bench keeps them. -->\n"
+
+
 def render(report: dict) -> str:
     machine = report["machine"]
     lines = [
@@ -291,6 +324,11 @@ def render(report: dict) -> str:
             lines.append(f"_Measured {data['measured']}; median of {data.get('runs', 1)} "
                          f"run(s)._")
             lines.append("")
+        other = data.get("machine")
+        if isinstance(other, dict) and other.get("cpu") != machine.get("cpu"):
+            # A section kept from an earlier run may come from another machine.
+            lines += [f"_On another machine than the header's: {other.get('cpu')}, "
+                      f"{other.get('cores')} cores._", ""]
         if data.get("missing"):
             lines.append("Not measured in this run.")
         elif "markdown" in data:
