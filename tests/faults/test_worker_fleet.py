@@ -61,6 +61,7 @@ class Observer(threading.Thread):
         self.keys = _segment_keys()
         self.holding: list[tuple[float, str, tuple[str, int]]] = []  # (time, host, segment)
         self.held_now: dict[str, set] = {}
+        self.sessions: list[tuple[float, dict[str, int]]] = []  # (time, sessions by host)
         self.progress: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.dashboards: dict[str, list[int]] = defaultdict(list)
         self.backwards: list[str] = []
@@ -69,6 +70,11 @@ class Observer(threading.Thread):
         self.lock = threading.Lock()
 
     def _locks(self, conn) -> None:
+        counts = dict(conn.execute(
+            "SELECT host(client_addr), count(*) FROM pg_stat_activity "
+            "WHERE client_addr IS NOT NULL GROUP BY 1").fetchall())
+        self.sessions.append((time.time(), {h: counts.get(a, 0)
+                                            for a, h in self.hosts_by_address.items()}))
         rows = conn.execute(
             "SELECT host(a.client_addr), l.classid::bigint, l.objid::bigint FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
@@ -132,6 +138,11 @@ class Observer(threading.Thread):
 
     def segments_run_by(self, host: str, since: float = 0.0, until: float = float("inf")) -> set:
         return {segment for t, h, segment in list(self.holding) if h == host and since <= t <= until}
+
+    def sessions_gone(self, host: str, since: float) -> float | None:
+        """When PostgreSQL had no session of `host` left, first after `since`."""
+        return next((t for t, counts in list(self.sessions) if t >= since and not counts[host]),
+                    None)
 
     def first_held(self, host: str, segment, since: float) -> float | None:
         return next((t for t, h, s in list(self.holding)
@@ -244,8 +255,10 @@ def test_a_host_cut_off_mid_batch_is_taken_over_and_cannot_move_anything_back(fl
         # has dropped host a's session).
         wait_until(lambda: all(observer.first_held("b", s, timeline["cut"]) for s in cut_off),
                    120, interval=0.05, message=f"host b did not take {cut_off} over")
-        takeover = {s: observer.first_held("b", s, timeline["cut"]) - timeline["cut"]
+        takeover = {s: round(observer.first_held("b", s, timeline["cut"]) - timeline["cut"], 1)
                     for s in cut_off}
+        dropped = wait_until(lambda: observer.sessions_gone("a", timeline["cut"]), 120,
+                             message="PostgreSQL kept host a's sessions")
         wait_until(lambda: _orders(ledger) >= orders_at_cut + 40, 120,
                    message="commands stopped while host a was cut off")
 
@@ -269,7 +282,8 @@ def test_a_host_cut_off_mid_batch_is_taken_over_and_cannot_move_anything_back(fl
     flags.join(30)
 
     report = (f"\nsegments run before the cut: {spread}\nhost a held {sorted(cut_off)} at the "
-              f"cut; host b took them over after {takeover} s\norders: {len(ledger.orders)}, "
+              f"cut; PostgreSQL dropped its sessions {dropped - timeline['cut']:.1f} s after the cut; "
+              f"host b took them over after {takeover} s\norders: {len(ledger.orders)}, "
               f"restarted workers: {stack.restarted}")
     print(report)
     assert observer.error is None, observer.error
