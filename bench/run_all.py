@@ -3,7 +3,8 @@
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--only A,B] [--reuse C,D]
 
 Names: command_throughput, projection_lag, peer_comparison, read_strategies,
-drain_rebuild, knee, soak, run_cost, session_reads. Every server process is started
+drain_rebuild, knee, soak, run_cost, session_reads, fleet_scaleout (needs root: network
+namespaces; recorded as skipped without). Every server process is started
 with shop.devstack's own command lines (bench/stackproc.py; session_reads runs
 `shop.devstack run` itself), so the figures are those of the stack `make run` starts.
 
@@ -39,6 +40,7 @@ FULL = {
     "soak": ["--rate", "50", "--seconds", "600"],
     "run_cost": ["--rows", "5000", "--small-runs", "300"],
     "session_reads": ["--n", "200"],
+    "fleet_scaleout": ["--orders", "6000", "--segments", "1,2,4", "--hosts", "1,2"],
 }
 # Run once whatever --repeats says: a ten-minute soak is its own repetition.
 ONCE = {"soak"}
@@ -52,6 +54,7 @@ QUICK = {
     "soak": ["--smoke"],
     "run_cost": ["--smoke"],
     "session_reads": ["--n", "10"],
+    "fleet_scaleout": ["--orders", "500", "--segments", "2", "--hosts", "1,2"],
 }
 
 
