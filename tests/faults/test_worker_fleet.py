@@ -21,6 +21,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
+from datetime import datetime
 
 import pytest
 import redis
@@ -195,6 +196,22 @@ class WakeFlagWatch(threading.Thread):
         return found
 
 
+def _failed_calls(log: str, since: float, until: float) -> list[float]:
+    """Seconds after `since` at which the worker logged a failed PostgreSQL or store call."""
+    found = []
+    for line in log.splitlines():
+        if not line.startswith("{") or ("cannot reach PostgreSQL" not in line
+                                        and "will retry" not in line):
+            continue
+        try:
+            stamp = datetime.fromisoformat(json.loads(line)["ts"]).timestamp()
+        except (ValueError, KeyError):
+            continue
+        if since <= stamp <= until:
+            found.append(round(stamp - since, 1))
+    return found
+
+
 def _orders(ledger: Ledger) -> int:
     with ledger.lock:
         return len(ledger.orders)
@@ -284,7 +301,11 @@ def test_a_host_cut_off_mid_batch_is_taken_over_and_cannot_move_anything_back(fl
     report = (f"\nsegments run before the cut: {spread}\nhost a held {sorted(cut_off)} at the "
               f"cut; PostgreSQL dropped its sessions {dropped - timeline['cut']:.1f} s after the cut; "
               f"host b took them over after {takeover} s\norders: {len(ledger.orders)}, "
-              f"restarted workers: {stack.restarted}")
+              f"restarted workers: {stack.restarted}\nhost a's worker logged failed calls "
+              f"{_failed_calls(stack.log_of('worker-a'), timeline['cut'], time.time())} s "
+              f"after the cut (healed after {timeline['heal'] - timeline['cut']:.1f} s); its tasks "
+              f"that found their group given to another: "
+              f"{stack.log_of('worker-a').count('was given to another task')}")
     print(report)
     assert observer.error is None, observer.error
     assert not [k for k in ledger.server_errors if k[0] == 500], dict(ledger.server_errors)
