@@ -3,7 +3,8 @@
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--only A,B] [--reuse C,D]
 
 Names: command_throughput, projection_lag, peer_comparison, read_strategies,
-drain_rebuild, knee, soak, run_cost, session_reads, session_cpu. Every server process is started
+drain_rebuild, knee, soak, run_cost, session_reads, session_cpu, fleet_scaleout
+(needs root: network namespaces; recorded as skipped without). Every server process is started
 with shop.devstack's own command lines (bench/stackproc.py; session_reads runs
 `shop.devstack run` itself), so the figures are those of the stack `make run` starts.
 
@@ -40,6 +41,7 @@ FULL = {
     "run_cost": ["--rows", "5000", "--small-runs", "300"],
     "session_reads": ["--n", "200"],
     "session_cpu": ["--n", "400", "--rounds", "4"],
+    "fleet_scaleout": ["--orders", "6000", "--segments", "1,2,4", "--hosts", "1,2"],
 }
 # Run once whatever --repeats says: a ten-minute soak is its own repetition.
 ONCE = {"soak"}
@@ -54,6 +56,7 @@ QUICK = {
     "run_cost": ["--smoke"],
     "session_reads": ["--n", "10"],
     "session_cpu": ["--n", "20", "--rounds", "1"],
+    "fleet_scaleout": ["--orders", "500", "--segments", "2", "--hosts", "1,2"],
 }
 
 

@@ -34,9 +34,10 @@ def sweep() -> None:
 
 
 @shared_task(**PIPELINE_TASK)
-def wake(group: str) -> None:
-    """Project a wake group's segments while commits keep coming."""
-    wake_groups.project_while_commits_come(group)
+def wake(group: str, owner: str | None = None) -> None:
+    """Project a wake group's segments while commits keep coming; `owner`: the token the
+    group's wake flag was set to for this task."""
+    wake_groups.project_while_commits_come(group, owner)
 
 
 @shared_task(ignore_result=True)

@@ -118,12 +118,17 @@ if DATABASE_POOL:
 DATABASES["default"]["TEST"] = {"NAME": env.get("DATABASE_TEST_NAME", "test_shop")}
 # A worker's segment lock is a session-level advisory lock: it lasts while PostgreSQL
 # believes the session alive. When a worker's host vanishes (power, network), the
-# server learns it only from TCP keepalives, after about two hours by default, and the
-# segment stalls that long. So our sessions ask the server to probe after 5 s idle,
-# every 2 s, and to give up after 3 misses (tcp_user_timeout: 10 s for data never
-# acknowledged); libpq's keepalives do the same on the client side, so a worker whose
-# server vanished does not wait either. A pooler between workers and PostgreSQL must
-# run in session mode (the lock is the session's) and pass these options on.
+# server learns it only from TCP, after about two hours by default, and the segment
+# stalls that long. So our sessions ask the server to probe after 2 s idle, every 1 s,
+# and to give up 5 s after the last sign of the client (tcp_user_timeout: for data never
+# acknowledged, and as the bound of the keepalive probes); libpq does the same on the
+# client side, so a worker whose server vanished fails its call within about 5 s
+# instead of hanging in it for the whole outage (the kernel retransmits unacknowledged
+# data for about 15 minutes). The server then drops a vanished worker's session, and
+# its locks, within about 5 s; the segment's wake flag lapses later (its lease, see
+# readmodels.pipeline.wake_groups), which is what sets the takeover time (README,
+# "Running it on several machines"). A pooler between workers and PostgreSQL must run
+# in session mode (the lock is the session's) and pass these options on.
 #
 # A write transaction of this database holds the outbox horizon (orders.outbox.horizon)
 # for as long as it stays open, and with it every view. The shop's own transactions last
@@ -134,9 +139,10 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS = int(
     1000 * float(env.get("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", "10"))
 )
 DATABASES["default"].setdefault("OPTIONS", {}).update(
-    keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
-    options="-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
-    "-c tcp_keepalives_count=3 -c tcp_user_timeout=10000 "
+    keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3,
+    tcp_user_timeout=5000,
+    options="-c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 "
+    "-c tcp_keepalives_count=3 -c tcp_user_timeout=5000 "
     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}",
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

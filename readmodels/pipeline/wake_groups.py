@@ -7,9 +7,13 @@ the two stores run in parallel (a slow Elasticsearch never holds the Redis views
 and so do the segments of a split read model.
 
 A Redis flag per group says a wake task is queued or running: while it is set, commits
-queue no other. The running task keeps it alive (a lease) and clears it when it finds
-nothing to do; the beat sweep queues a task for every group without one, the safety net
-for lost wake-ups and dead tasks. Delivery never depends on any of this: the outbox and
+queue no other. The flag holds its task's owner token (whoever sets it queues the task
+with the token): the running task keeps it alive (a lease) and clears it when it finds
+nothing to do, both only while the flag still holds its token. A task whose lease ran
+out (its host was cut off, its worker stalled) may come back after the sweep gave the
+group to a new task: it must not end or extend that task's flag, and it stops. The beat
+sweep queues a task for every group without one, the safety net for lost wake-ups and
+dead tasks. Delivery never depends on any of this: the outbox and
 the checkpoints do (a lost wake-up costs latency only).
 
 Tasks are queued by name: the Celery tasks (readmodels.tasks) build on this module,
@@ -21,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -97,8 +102,12 @@ def rerun_asked(name: str, segment: int, segments: int) -> bool:
         return False
 
 
-def _queue_wake(group: str, **options) -> None:
-    current_app.send_task(WAKE_TASK, (group,), **options)
+def new_owner() -> str:
+    return uuid.uuid4().hex
+
+
+def _queue_wake(group: str, owner: str, **options) -> None:
+    current_app.send_task(WAKE_TASK, (group, owner), **options)
 
 
 def run_once(name: str, segment: int, segments: int,
@@ -129,17 +138,18 @@ def queue_groups_without_a_task() -> None:
     with one process per group, a slow Elasticsearch would then hold the Redis views back.
     """
     groups = all_groups()
+    owners = {group: new_owner() for group in groups}
     try:
         pipe = redis_store.client().pipeline(transaction=False)
         for group in groups:
-            pipe.set(wake_flag(group), 1, nx=True, ex=flag_lease_seconds())
+            pipe.set(wake_flag(group), owners[group], nx=True, ex=flag_lease_seconds())
         flagged = pipe.execute()
     except redis_store.CONNECTION_ERRORS:
         flagged = [True] * len(groups)  # no flags without Redis: every group, each time
     for group, newly in zip(groups, flagged, strict=True):
         if newly:
             # Worthless once its flag has lapsed: by then a newer sweep has queued another.
-            _queue_wake(group, expires=flag_lease_seconds())
+            _queue_wake(group, owners[group], expires=flag_lease_seconds())
 
 
 def wake_best_effort(aggregate_types, position=None) -> None:
@@ -156,11 +166,12 @@ def wake_best_effort(aggregate_types, position=None) -> None:
         consumers = projectors.consuming(aggregate_types)
         woken = sorted({group_of(p.name, s) for p in consumers
                         for s in range(config.segments(p.name))})
+        owners = {group: new_owner() for group in woken}
         pipe = redis_store.client().pipeline(transaction=False)
         if position is not None:
             progress.note_commit(pipe, [p.name for p in consumers], position)
         for group in woken:
-            pipe.set(wake_flag(group), 1, nx=True, ex=flag_lease_seconds())
+            pipe.set(wake_flag(group), owners[group], nx=True, ex=flag_lease_seconds())
         flagged = pipe.execute()[-len(woken):] if woken else []
         for group, newly in zip(woken, flagged, strict=True):
             if newly:
@@ -168,38 +179,97 @@ def wake_best_effort(aggregate_types, position=None) -> None:
                 # come, and a worker with a backlog longer than the flag's lease (a busy
                 # queue) must still run it; a late run finds nothing to do and costs
                 # little. Only the sweep's messages expire (a newer sweep sends another).
-                _queue_wake(group, retry=False)
+                _queue_wake(group, owners[group], retry=False)
     except Exception as exc:  # noqa: BLE001 - the command has committed; only log
         logger.warning("could not wake projectors (the sweep will catch up): %s", exc)
 
 
+# The flag's scripts: each acts only while the flag holds the caller's owner token, so a
+# task whose lease ran out, and which the sweep replaced, cannot end or extend the flag
+# of the task that has the group now. KEYS[1] the flag; ARGV[1] the caller's token.
+# ARGV[2] the lease in milliseconds.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# ARGV[3]: the token of the task it is handed to.
+_HAND_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# A task queued without a token (by an older release, or run by hand): it is the task
+# the flag announces, whatever the flag holds; it takes the flag if it is free.
+_ADOPT = """
+local owner = redis.call('GET', KEYS[1])
+if owner then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+
+
 class WakeFlag:
-    """A group's flag, as its running task holds it: renewed, cleared, taken again."""
+    """A group's flag, as its running task holds it: renewed, cleared, taken again, each
+    only while it holds the task's owner token."""
 
-    def __init__(self, client, group: str):
-        self.client, self.key, self.renewed = client, wake_flag(group), float("-inf")
+    def __init__(self, client, group: str, owner: str | None):
+        self.client, self.group, self.key = client, group, wake_flag(group)
+        self.renewed = float("-inf")
+        self.owner = owner or self._adopt()
 
-    def renew(self) -> None:
-        if time.monotonic() - self.renewed < flag_lease_seconds() / 4:
-            return
+    def _lease_ms(self) -> int:
+        return flag_lease_seconds() * 1000
+
+    def _adopt(self) -> str:
         try:
-            # xx: never set it again once the task has cleared it (see
-            # project_while_commits_come).
-            self.client.set(self.key, 1, ex=flag_lease_seconds(), xx=True)
+            owner = self.client.eval(_ADOPT, 1, self.key, new_owner(), self._lease_ms())
         except redis_store.CONNECTION_ERRORS:
-            pass  # without Redis there are no flags to honour
+            return new_owner()  # without Redis there are no flags to honour
         self.renewed = time.monotonic()
+        return owner.decode() if isinstance(owner, bytes) else str(owner)
 
-    def hold_for_the_next_task(self) -> None:
+    def renew(self) -> bool:
+        """Extend the lease; False once the flag is no longer this task's (it lapsed, and
+        the sweep may have given the group to another task)."""
+        if time.monotonic() - self.renewed < flag_lease_seconds() / 4:
+            return True
         try:
-            self.client.set(self.key, 1, ex=flag_lease_seconds())
+            # Never set again once the task has cleared it (see project_while_commits_come).
+            held = self.client.eval(_RENEW, 1, self.key, self.owner, self._lease_ms())
         except redis_store.CONNECTION_ERRORS:
-            pass
+            return True  # without Redis there are no flags to honour
+        self.renewed = time.monotonic()
+        return bool(held)
+
+    def hand_over_to_the_next_task(self) -> None:
+        """Queue the task that carries on, with the flag, if the flag is still this task's."""
+        following = new_owner()
+        try:
+            handed = self.client.eval(_HAND_OVER, 1, self.key, self.owner, self._lease_ms(),
+                                      following)
+        except redis_store.CONNECTION_ERRORS:
+            handed = True
+        if handed:
+            _queue_wake(self.group, following)
 
     def clear(self) -> bool:
         """Let the group go; False when Redis did not answer (no flags to honour then)."""
         try:
-            self.client.delete(self.key)
+            self.client.eval(RELEASE, 1, self.key, self.owner)
             return True
         except redis_store.CONNECTION_ERRORS:
             return False
@@ -207,7 +277,7 @@ class WakeFlag:
     def take_again(self) -> bool:
         """Take the group back, unless a commit's wake-up took it meanwhile."""
         try:
-            return bool(self.client.set(self.key, 1, nx=True, ex=flag_lease_seconds()))
+            return bool(self.client.set(self.key, self.owner, nx=True, ex=flag_lease_seconds()))
         except redis_store.CONNECTION_ERRORS:
             return False
 
@@ -235,12 +305,14 @@ def _take_turn(name: str, segment: int, segments: int) -> Turn:
     return Turn(result.rows, more, False)
 
 
-def _one_pass(group: str, flag: WakeFlag) -> tuple[int, bool, set]:
+def _one_pass(group: str, flag: WakeFlag) -> tuple[int, bool, set] | None:
     """A turn of every segment of the group: rows projected, whether more wait, and the
-    segments that were blocked."""
+    segments that were blocked; None when the group is no longer this task's."""
     rows, more, blocked = 0, False, set()
     for name, segment, segments in segments_in(group):
-        flag.renew()
+        if not flag.renew():
+            logger.warning("wake group %s was given to another task; this one stops", group)
+            return None
         turn = _take_turn(name, segment, segments)
         rows, more = rows + turn.rows, more or turn.more_waiting
         if turn.blocked:
@@ -266,7 +338,7 @@ def _rows_waiting(group: str, blocked: set) -> bool:
         return False
 
 
-def project_while_commits_come(group: str) -> None:
+def project_while_commits_come(group: str, owner: str | None = None) -> None:
     """Project a group's segments while commits keep coming, in batches that grow with load.
 
     The group's flag stays set while this runs, so commits meanwhile send no message and
@@ -281,20 +353,22 @@ def project_while_commits_come(group: str) -> None:
     clear sets the flag and queues a new task, which takes them. None is left behind,
     and the group never has two tasks projecting.
     """
-    flag = WakeFlag(redis_store.client(), group)
+    flag = WakeFlag(redis_store.client(), group, owner)
     linger = config.micro_batch_linger()
     like_a_pass = adapters.BY_NAME[group.rsplit(".", 1)[0]].linger_like_a_pass
     deadline = time.monotonic() + config.run_time_budget()
     while True:
         started = time.monotonic()
-        rows, more, blocked = _one_pass(group, flag)
+        outcome = _one_pass(group, flag)
+        if outcome is None:
+            return
+        rows, more, blocked = outcome
         spent = time.monotonic() - started
         if rows or more:
             if time.monotonic() > deadline:
                 # Leave the worker process to other tasks; carry on in a new task (the
                 # flag stays set, so commits meanwhile send none).
-                flag.hold_for_the_next_task()
-                _queue_wake(group)
+                flag.hand_over_to_the_next_task()
                 return
             if not more:
                 # Micro-batching: let the next pass's batch fill up. Where a refresh

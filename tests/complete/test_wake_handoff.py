@@ -70,16 +70,16 @@ def test_a_lane_let_go_is_left_to_the_task_a_commit_queued_meanwhile(
     committed = []
 
     class CommitRightAfterTheClear:
-        """The real client; deleting the lane's flag is followed by a real commit."""
+        """The real client; releasing the lane's flag is followed by a real commit."""
 
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def delete(self, *keys):
-            deleted = real.delete(*keys)
-            if keys == (flag,) and not committed:
+        def eval(self, script, numkeys, *args):
+            answer = real.eval(script, numkeys, *args)
+            if script == wake_groups.RELEASE and args[0] == flag and answer and not committed:
                 committed.append(commands.top_up_balance(customer_id=customer.pk, amount_cents=100))
-            return deleted
+            return answer
 
     with monkeypatch.context() as patched:
         patched.setattr(redis_store, "client", CommitRightAfterTheClear)

@@ -57,7 +57,10 @@ def _as_postgres_user(command: list[str]) -> list[str]:
 
 
 class Postgres:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, address: str = "127.0.0.1"):
+        # Another address than loopback (the test's hosts' bridge): the server listens
+        # there too, and trusts clients of its network.
+        self.address = address
         self.data = root / "pg-data"
         self.sockets = root / "pg-sockets"
         self.log = root / "pg.log"
@@ -87,7 +90,10 @@ class Postgres:
                                    "-A", "trust", "--no-sync", "-E", "UTF8"]),
                 check=True, stdout=subprocess.DEVNULL,
             )
-        self._ctl("-o", f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
+            if self.address != "127.0.0.1":
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {self.address}/24 trust\n")
+        self._ctl("-o", f"-p {self.port} -k {self.sockets} -c listen_addresses={self._listen} "
                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off " + settings, "start")
         with psycopg.connect(f"postgres://postgres@127.0.0.1:{self.port}/postgres",
                              autocommit=True) as conn:
@@ -99,14 +105,19 @@ class Postgres:
 
     def restart(self) -> None:
         self._ctl("-m", "fast", "-o", f"-p {self.port} -k {self.sockets} "
-                  "-c listen_addresses=127.0.0.1 -c fsync=off", "restart")
+                  f"-c listen_addresses={self._listen} -c fsync=off", "restart")
+
+    @property
+    def _listen(self) -> str:
+        return "127.0.0.1" if self.address == "127.0.0.1" else f"127.0.0.1,{self.address}"
 
     def connect(self):
         return psycopg.connect(self.url, autocommit=True)
 
 
 class Redis:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, address: str = "127.0.0.1"):
+        self.address = address
         self.port = free_port()
         self.dir = root / "redis"
         self.dir.mkdir()
@@ -114,7 +125,9 @@ class Redis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", "--port", str(self.port), "--bind", *sorted({"127.0.0.1", self.address}),
+             # Clients of the test's hosts come from the private bridge, not loopback.
+             "--protected-mode", "no" if self.address != "127.0.0.1" else "yes", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -126,7 +139,8 @@ class Redis:
 
 
 class Elasticsearch:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, address: str = "127.0.0.1"):
+        self.address = address
         self.port = free_port()
         self.data = root / "es-data"
         self.log = root / "es.log"
@@ -136,11 +150,12 @@ class Elasticsearch:
         binary = VENV_BIN / "noida-db"
         self.process = subprocess.Popen(
             [str(binary if binary.exists() else "noida-db"), "start", "--only", "elasticsearch",
-             "--host", "127.0.0.1", "--elasticsearch-port", str(self.port),
+             "--host", self.address, "--elasticsearch-port", str(self.port),
              "--data-dir", str(self.data)],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_until(lambda: port_answers(self.port), 30, message="the ES dev server did not start")
+        wait_until(lambda: port_answers(self.port, self.address), 30,
+                   message="the ES dev server did not start")
 
     def stop(self) -> None:
         # SIGINT: it saves its state on the way out.
@@ -158,9 +173,10 @@ class Gate:
     its default request durability; an outage test must not measure that.)
     """
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, target_address: str = "127.0.0.1"):
         self.port = free_port()
         self.target_port = target_port
+        self.target_address = target_address
         self.lock = threading.Lock()
         self.sockets: set[socket.socket] = set()
         self.listener: socket.socket | None = None
@@ -193,7 +209,7 @@ class Gate:
                 return
             client.settimeout(None)
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                upstream = socket.create_connection((self.target_address, self.target_port))
             except OSError:
                 self._reset(client)
                 continue
@@ -256,15 +272,20 @@ class Ledger:
 
 
 class Stack:
-    def __init__(self, **settings_env: str):
+    def __init__(self, address: str = "127.0.0.1", **settings_env: str):
+        """`address`: where the servers listen besides loopback, for processes on other
+        hosts (tests.support.hosts); `settings_env`: environment of every process."""
         self.root = Path(tempfile.mkdtemp(prefix="shop-faults-"))
-        self.pg = Postgres(self.root)
-        self.redis = Redis(self.root)
-        self.es = Elasticsearch(self.root)
+        self.address = address
+        self.pg = Postgres(self.root, address)
+        self.redis = Redis(self.root, address)
+        self.es = Elasticsearch(self.root, address)
         # Every process reaches Elasticsearch through a gate that a test can close.
-        self.es_gate = Gate(self.es.port)
+        self.es_gate = Gate(self.es.port, address)
         self.web_port = free_port()
         self.processes: dict[str, subprocess.Popen] = {}
+        # How each process was started (its command and environment), to start it again.
+        self.started: dict[str, tuple[list[str], dict[str, str]]] = {}
         # Held while a process is started or stopped on purpose (see _supervise).
         self.process_lock = threading.RLock()
         self.stopping = threading.Event()
@@ -298,19 +319,38 @@ class Stack:
             check=check, capture_output=True, text=True, timeout=300,
         )
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    @property
+    def remote_env(self) -> dict[str, str]:
+        """The environment of a process on another host: every server at `address`."""
+        a = self.address
+        return {
+            **self.env,
+            "DATABASE_URL": f"postgres://postgres@{a}:{self.pg.port}/shop",
+            "REDIS_URL": f"redis://{a}:{self.redis.port}/0",
+            "CELERY_BROKER_URL": f"redis://{a}:{self.redis.port}/1",
+            "ELASTICSEARCH_URL": f"http://{a}:{self.es.port}",
+        }
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.root / f"{name}.log", "ab")
+        env = self.env if env is None else env
         with self.process_lock:
+            self.started[name] = (command, env)
             self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
-    def start_worker(self, name: str = "worker") -> None:
-        # The shipped worker (prefork, its concurrency), as `make run` and compose start it.
+    def start_worker(self, name: str = "worker", host=None) -> None:
+        """The shipped worker (prefork, its concurrency), as `make run` and compose start
+        it; `host` (a tests.support.hosts.Host): inside that host, reaching the servers
+        over its link."""
         command = stack_commands(port=self.web_port, schedule=self.root / "beat-schedule",
                                  loglevel=self.env["LOG_LEVEL"], worker_name=f"{name}@%h")
-        self._spawn(name, command["worker"])
+        if host is None:
+            self._spawn(name, command["worker"])
+        else:
+            self._spawn(name, host.command(command["worker"]), self.remote_env)
 
     def kill(self, name: str, sig=signal.SIGKILL) -> None:
         with self.process_lock:
@@ -329,7 +369,7 @@ class Stack:
                 for name, process in list(self.processes.items()):
                     if name.startswith("worker") and process.poll() is not None:
                         self.restarted.append(name)
-                        self.start_worker(name)
+                        self._spawn(name, *self.started[name])
 
     def log_of(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
