@@ -152,6 +152,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # (Sessions signed in through Django's own ModelBackend before it was replaced sign in
 # again: a session names its backend.)
 AUTHENTICATION_BACKENDS = ["shop.web.login_throttle.ThrottledModelBackend"]
+# Django's database sessions, read by one fixed statement per request (shop.web.sessions).
+SESSION_ENGINE = "shop.web.sessions"
 
 # Wherever a person sets a password: the admin's forms, createsuperuser and
 # changepassword, POST /api/auth/password (its 400 lists each rule broken, by code).

@@ -31,6 +31,7 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 from rest_framework import exceptions
 
+from shop.web.sessions import user_by_id
 from shop.web.throttles import login_wait
 
 
@@ -46,6 +47,15 @@ class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         self._count(request, username, password, kwargs)
         return super().authenticate(request, username, password, **kwargs)
+
+    def get_user(self, user_id):
+        # Every request of a signed-in browser asks this (auth.get_user): one fixed
+        # statement instead of the ORM's query built anew (shop.web.sessions).
+        try:
+            user = user_by_id(get_user_model()._meta.pk.to_python(user_id))
+        except ValidationError:
+            return None
+        return user if user is not None and self.user_can_authenticate(user) else None
 
     async def aauthenticate(self, request, username=None, password=None, **kwargs):
         await sync_to_async(self._count)(request, username, password, kwargs)
