@@ -1,0 +1,62 @@
+"""Input fields that take JSON as the schema says it is, and query parameters as sent.
+
+DRF's fields coerce: a CharField stores the number 4242 as "4242", an IntegerField
+reads "12" and a BooleanField reads "yes" or 1. The OpenAPI schema says string,
+integer and boolean, and a client relying on the coercion relies on something the
+schema does not promise; so the API's JSON inputs use these fields, which refuse a
+value of another JSON type with the field's usual `invalid` error.
+
+Query parameters are strings by nature; QueryParameters makes an empty one (`?sort=`)
+a value to validate, not the absent parameter DRF's form handling reads it as.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class _Strict:
+    json_types: tuple[type, ...] = ()
+
+    def to_internal_value(self, data):
+        if not isinstance(data, self.json_types) or (
+            isinstance(data, bool) and bool not in self.json_types
+        ):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class CharField(_Strict, serializers.CharField):
+    json_types = (str,)
+
+
+class EmailField(_Strict, serializers.EmailField):
+    json_types = (str,)
+
+
+class RegexField(_Strict, serializers.RegexField):
+    json_types = (str,)
+
+
+class IntegerField(_Strict, serializers.IntegerField):
+    # 3.0 is an integer to JSON Schema; "3" is not.
+    json_types = (int, float)
+
+
+class BooleanField(_Strict, serializers.BooleanField):
+    json_types = (bool,)
+
+
+class QueryParameters(serializers.Serializer):
+    """A serializer of query parameters: `?name=` is the value "", never "not sent".
+
+    DRF reads a QueryDict as an HTML form, where an empty optional field counts as
+    absent; an API parameter sent empty is a mistake to refuse (each field's own
+    blank/invalid error), as the schema gives no parameter an empty value. A repeated
+    parameter counts once, by its last value (as QueryDict.get reads it).
+    """
+
+    def __init__(self, instance=None, data=serializers.empty, **kwargs):
+        if hasattr(data, "dict"):
+            data = data.dict()
+        super().__init__(instance, data, **kwargs)
