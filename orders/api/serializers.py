@@ -1,5 +1,6 @@
 """Input and output serializers of the write side's API."""
 
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from rest_framework import serializers
 
 from orders.commands import MAX_ORDER_LINES
@@ -66,7 +67,12 @@ class OrderLineIn(serializers.Serializer):
 
 class OrderIn(serializers.Serializer):
     customer_id = fields.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False)
-    lines = OrderLineIn(many=True, allow_empty=False, max_length=MAX_ORDER_LINES)
+    # The length validators too, as they are what drf-spectacular reads minItems and
+    # maxItems from (it does not read allow_empty and max_length).
+    lines = serializers.ListSerializer(
+        child=OrderLineIn(), allow_empty=False, max_length=MAX_ORDER_LINES,
+        validators=[MinLengthValidator(1), MaxLengthValidator(MAX_ORDER_LINES)],
+    )
 
 
 class CustomerOut(serializers.ModelSerializer):

@@ -183,7 +183,16 @@ STREAM_OPERATION = {
     "responses": {
         "200": {
             "description": "The event stream.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # Each event, as an event-stream parser reads it.
+            "content": {"text/event-stream": {"schema": {
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"type": "string",
+                              "enum": ["start", "caught_up", "timeout", "error", "end"]},
+                    "data": {"type": "string", "description": "A JSON object."},
+                },
+            }}},
         },
         "429": {
             "description": "`throttled` or `too_many_streams`: retry after Retry-After seconds.",
