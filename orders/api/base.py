@@ -88,7 +88,12 @@ def etag(version: int) -> str:
 def expected_version(request) -> int | None:
     """Return the version an If-Match header asks for (None when there is none or `*`)."""
     value = request.headers.get("If-Match")
-    if value is None or value == "*":
+    if value is None:
+        return None
+    # Whitespace around a header's value is not part of it (RFC 9110 5.5): HTTP servers
+    # drop it before the app sees the value, and so does this for any that does not.
+    value = value.strip()
+    if value == "*":
         return None
     match = _ETAG.fullmatch(value)
     if not match:
