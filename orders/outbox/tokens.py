@@ -44,7 +44,6 @@ _LEGACY_PREFIX = "ct2"
 _LEGACY_SALT = "orders.outbox.consistency-token"
 
 
-
 def _base64url(size: int) -> int:
     """Characters of `size` bytes in base64url without padding."""
     return math.ceil(size * 4 / 3)

@@ -3,7 +3,7 @@
 `X-Consistency-Token` (or `?consistency_token=`) names a command's commit; without one,
 a signed-in user's read waits for that user's latest command (session consistency);
 `X-Consistency-Token: none` or `?consistency=none` opts out. `max_wait_ms` bounds the wait.
-Each is exactly what the OpenAPI schema states (TOKEN_PARAMETER, MAX_WAIT_PARAMETER);
+Each is exactly what the OpenAPI schema states (TOKEN_OR_OPT_OUT_SCHEMA, MAX_WAIT_SCHEMA);
 anything else, an empty value included, is a 400.
 """
 

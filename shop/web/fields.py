@@ -7,12 +7,16 @@ schema does not promise; so the API's JSON inputs use these fields, which refuse
 value of another JSON type with the field's usual `invalid` error.
 
 Query parameters are strings by nature; QueryParameters makes an empty one (`?sort=`)
-a value to validate, not the absent parameter DRF's form handling reads it as.
+a value to validate, not the absent parameter DRF's form handling reads it as, and
+reads integers and booleans as OpenAPI writes them in a query: `-12`, `true`, `false`.
 """
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 
 class _Strict:
@@ -60,3 +64,24 @@ class QueryParameters(serializers.Serializer):
         if hasattr(data, "dict"):
             data = data.dict()
         super().__init__(instance, data, **kwargs)
+
+    def to_internal_value(self, data):
+        # DRF's IntegerField also reads "5.0", " 5", "+5" and "1_0"; its BooleanField
+        # "1", "yes" and "on": none of them is an integer or a boolean to the schema.
+        written = {serializers.IntegerField: (_QUERY_INTEGER, "A valid integer is required."),
+                   serializers.BooleanField: (_QUERY_BOOLEAN, "Must be true or false.")}
+        errors = {}
+        for name, field in self.fields.items():
+            for kind, (pattern, message) in written.items():
+                value = data.get(name) if hasattr(data, "get") else None
+                if isinstance(field, kind) and isinstance(value, str) and not (
+                    pattern.fullmatch(value)
+                ):
+                    errors[name] = [ErrorDetail(message, code="invalid")]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+_QUERY_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_QUERY_BOOLEAN = re.compile(r"true|false")
