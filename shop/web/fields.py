@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail
 
@@ -31,7 +32,31 @@ class _Strict:
 
 
 class CharField(_Strict, serializers.CharField):
+    """A JSON string, with what else DRF refuses in one stated in the schema's pattern.
+
+    DRF refuses NUL, and trims surrounding whitespace before its checks: a string of
+    only whitespace is blank, and the length counted is the trimmed one. The pattern
+    says the first two; the length is counted as sent, so maxLength holds as declared.
+    """
+
     json_types = (str,)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # drf-spectacular writes the first RegexValidator as the field's `pattern`, and a
+        # field that may be blank as oneOf that pattern or "": so the pattern must not
+        # match "" too (DRF never runs validators on a blank value).
+        pattern = r"^[^\x00]+$" if self.allow_blank else r"^[^\x00]*[^\x00\s][^\x00]*$"
+        self.validators.insert(0, RegexValidator(
+            pattern, code="null_characters_not_allowed" if self.allow_blank else "blank",
+            message="Must not hold NUL characters" + ("." if self.allow_blank else
+                                                     " or only whitespace."),
+        ))
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and isinstance(data, str) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
 
 
 class EmailField(_Strict, serializers.EmailField):

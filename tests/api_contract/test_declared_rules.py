@@ -302,3 +302,21 @@ def test_an_idempotency_key_outside_visible_ascii_is_a_400(staff_client, key):
     assert "Idempotency-Key" in response.json()["error"]["fields"]
     assert not Customer.objects.exists()
 
+
+
+def test_string_fields_state_what_drf_refuses_in_them(schema):
+    fields = schema["components"]["schemas"]["ProductInRequest"]["properties"]
+    name = re.compile(fields["name"]["pattern"])
+    assert name.fullmatch("Kettle") and name.fullmatch(" Kettle ")
+    assert not name.fullmatch("   ") and not name.fullmatch("Ket\x00tle")
+    description = fields["description"]["oneOf"]
+    assert not re.fullmatch(description[0]["pattern"], "")  # "" is the other branch only
+    assert description[1]["maxLength"] == 0
+
+
+def test_a_name_longer_than_its_max_length_is_refused_as_sent(staff_client):
+    name = " " * 5 + "x" * 200  # 200 characters once trimmed, 205 as sent
+    response = staff_client.post("/api/customers", {"email": "ann@example.com", "name": name},
+                                 format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["name"][0]["code"] == "max_length"
