@@ -270,7 +270,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "shop.web.exception_handler.exception_handler",
     # The browsable API's titles and breadcrumbs: "Shop API / Orders / Order search".
     "VIEW_NAME_FUNCTION": "shop.api_names.view_name",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "shop.web.openapi.AutoSchema",
     # Anonymous reads and every command are throttled per client; login has its own
     # throttles (per address and per account), counted by authenticate() for every
     # sign-in form alike. See shop/web/throttles.py and shop/web/login_throttle.py.

@@ -44,12 +44,19 @@ TOKEN_HEADER = OpenApiParameter(
         "own write there. Do not parse it."
     ),
 )
+# An Idempotency-Key: 1 to 255 visible ASCII characters. Only these survive HTTP intact
+# (a header's surrounding spaces are dropped on the way, other bytes are read as Latin-1).
+IDEMPOTENCY_KEY_PATTERN = rf"^[!-~]{{1,{idempotency.MAX_KEY_LENGTH}}}$"
+# If-Match: `*`, or an ETag this API sends ("7"; W/"7" and "v7" are read the same).
+IF_MATCH_PATTERN = r'^(?:\*|(?:W/)?"v?[0-9]{1,10}")$'
+
 IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
     OpenApiParameter.HEADER,
     description=(
-        "Any unique string of 1 to 255 characters without NUL (a UUID is best). Retrying "
+        "Any unique string of 1 to 255 visible ASCII characters, `!` to `~` (a UUID is "
+        "best); anything else is a 400 `invalid`. Retrying "
         "with the same key and the same request replays the first response (with "
         "`Idempotent-Replayed: true`) instead of running the command again; the same key "
         "with a different request is refused with 422. Keys expire after 24 hours."
@@ -57,16 +64,21 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
 )
 IF_MATCH_HEADER = OpenApiParameter(
     "If-Match",
-    OpenApiTypes.STR,
+    {"type": "string", "pattern": IF_MATCH_PATTERN},
     OpenApiParameter.HEADER,
-    description="An ETag from a strong read: the update happens only at that version (else 412).",
+    description=(
+        "An ETag from a strong read: the update happens only at that version, else 412 "
+        "`version_mismatch`. A value that is no ETag matches no version: 412 too (RFC 9110 "
+        "§13.1.1), not 400."
+    ),
 )
 STRONG_READ_HEADERS = [CONSISTENCY_HEADER, ETAG_HEADER]
 COMMAND_HEADERS = [IDEMPOTENCY_KEY_HEADER, TOKEN_HEADER, ETAG_HEADER]
 
 logger = logging.getLogger(__name__)
 
-_ETAG = re.compile(r'^\s*(?:W/)?"v?(\d{1,10})"\s*$')
+_ETAG = re.compile(r'(?:W/)?"v?([0-9]{1,10})"')
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def etag(version: int) -> str:
@@ -76,9 +88,14 @@ def etag(version: int) -> str:
 def expected_version(request) -> int | None:
     """Return the version an If-Match header asks for (None when there is none or `*`)."""
     value = request.headers.get("If-Match")
-    if value is None or value.strip() == "*":
+    if value is None:
         return None
-    match = _ETAG.match(value)
+    # Whitespace around a header's value is not part of it (RFC 9110 5.5): HTTP servers
+    # drop it before the app sees the value, and so does this for any that does not.
+    value = value.strip()
+    if value == "*":
+        return None
+    match = _ETAG.fullmatch(value)
     if not match:
         raise errors.PreconditionFailed("If-Match must be an ETag from a read of this resource.")
     return int(match.group(1))
@@ -191,10 +208,10 @@ class CommandView(ShopView):
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return self.command(request, *args, **kwargs)
-        if not key or len(key) > idempotency.MAX_KEY_LENGTH or "\x00" in key:
-            # PostgreSQL text cannot hold NUL: refuse it here rather than as a DataError.
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
             raise exceptions.ValidationError(
-                {"Idempotency-Key": ["must be 1 to 255 characters, without NUL."]}, code="invalid"
+                {"Idempotency-Key": ["must be 1 to 255 visible ASCII characters (! to ~)."]},
+                code="invalid",
             )
         owner = f"user:{request.user.pk}"
         request_fingerprint = idempotency.fingerprint(

@@ -1,9 +1,11 @@
 """Input and output serializers of the write side's API."""
 
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from rest_framework import serializers
 
 from orders.commands import MAX_ORDER_LINES
 from orders.models import Customer, Order, OrderLine, Payment, Product
+from shop.web import fields
 
 BIGINT_MAX = 2**63 - 1
 MAX_AMOUNT_CENTS = 10**12
@@ -13,20 +15,20 @@ MAX_STOCK = 10**9
 
 
 class CustomerIn(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
-    name = serializers.CharField(max_length=200)
+    email = fields.EmailField(max_length=254)
+    name = fields.CharField(max_length=200)
 
 
 class TopUpIn(serializers.Serializer):
-    amount_cents = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
+    amount_cents = fields.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
 
 
 class PaymentEventIn(serializers.Serializer):
     """A payment provider's event: money received for a customer's balance."""
 
-    event_id = serializers.RegexField(r"^[\x21-\x7e]+$", max_length=255)
-    customer_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
-    amount_cents = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
+    event_id = fields.RegexField(r"^[\x21-\x7e]+$", max_length=255)
+    customer_id = fields.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    amount_cents = fields.IntegerField(min_value=1, max_value=MAX_AMOUNT_CENTS)
 
 
 class PaymentEventOut(serializers.Serializer):
@@ -35,37 +37,42 @@ class PaymentEventOut(serializers.Serializer):
 
 
 class ProductIn(serializers.Serializer):
-    sku = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
-    category = serializers.CharField(max_length=100)
-    price_cents = serializers.IntegerField(min_value=1, max_value=MAX_PRICE_CENTS)
-    stock = serializers.IntegerField(min_value=0, max_value=MAX_STOCK, required=False)
-    active = serializers.BooleanField(required=False)
+    sku = fields.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    name = fields.CharField(max_length=200)
+    description = fields.CharField(max_length=5000, allow_blank=True, required=False)
+    category = fields.CharField(max_length=100)
+    price_cents = fields.IntegerField(min_value=1, max_value=MAX_PRICE_CENTS)
+    stock = fields.IntegerField(min_value=0, max_value=MAX_STOCK, required=False)
+    active = fields.BooleanField(required=False)
 
 
 class ProductPatchIn(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
-    category = serializers.CharField(max_length=100, required=False)
-    price_cents = serializers.IntegerField(
+    name = fields.CharField(max_length=200, required=False)
+    description = fields.CharField(max_length=5000, allow_blank=True, required=False)
+    category = fields.CharField(max_length=100, required=False)
+    price_cents = fields.IntegerField(
         min_value=1, max_value=MAX_PRICE_CENTS, required=False
     )
-    active = serializers.BooleanField(required=False)
+    active = fields.BooleanField(required=False)
 
 
 class RestockIn(serializers.Serializer):
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    quantity = fields.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderLineIn(serializers.Serializer):
-    product_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    product_id = fields.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    quantity = fields.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderIn(serializers.Serializer):
-    customer_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False)
-    lines = OrderLineIn(many=True, allow_empty=False, max_length=MAX_ORDER_LINES)
+    customer_id = fields.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False)
+    # The length validators too, as they are what drf-spectacular reads minItems and
+    # maxItems from (it does not read allow_empty and max_length).
+    lines = serializers.ListSerializer(
+        child=OrderLineIn(), allow_empty=False, max_length=MAX_ORDER_LINES,
+        validators=[MinLengthValidator(1), MaxLengthValidator(MAX_ORDER_LINES)],
+    )
 
 
 class CustomerOut(serializers.ModelSerializer):

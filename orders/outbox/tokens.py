@@ -15,7 +15,9 @@ import base64
 import binascii
 import functools
 import hashlib
+import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 
@@ -40,6 +42,26 @@ _NONCE_BYTES = 12
 # The previous format: a signed, readable token.
 _LEGACY_PREFIX = "ct2"
 _LEGACY_SALT = "orders.outbox.consistency-token"
+
+
+def _base64url(size: int) -> int:
+    """Characters of `size` bytes in base64url without padding."""
+    return math.ceil(size * 4 / 3)
+
+
+_B64URL = "[A-Za-z0-9_-]"
+# What read_token accepts, as the OpenAPI schema states it (no whitespace, no padding):
+# "ct3" and the base64url of nonce, payload and GCM tag; or a legacy token, the
+# base64url of "ct2.<xid>.<position>:<43 characters of HMAC-SHA256>", whose first five
+# characters are those of "ct2." (Y3QyL), from "ct2.0.0:" to 19-digit numbers.
+_SEALED_CHARS = _base64url(_NONCE_BYTES + _PAYLOAD.size + 16)
+_LEGACY_SIGNED_BYTES = (len("ct2.0.0:") + 43, len("ct2..:") + 19 + 19 + 43)
+TOKEN_PATTERN = (
+    f"^(?:{TOKEN_PREFIX}{_B64URL}{{{_SEALED_CHARS}}}"
+    f"|Y3QyL{_B64URL}{{{_base64url(_LEGACY_SIGNED_BYTES[0]) - 5},"
+    f"{_base64url(_LEGACY_SIGNED_BYTES[1]) - 5}}})$"
+)
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,10 @@ def encode_token(position: Position, cluster: str | None = None) -> str:
 
 def read_token(token: str) -> TokenContent:
     """Return what a token made by this shop holds, or raise InvalidToken."""
-    token = token.strip()
+    # Before any decoding: base64's decoder skips characters outside its alphabet, and
+    # the schema promises that a token is exactly TOKEN_PATTERN.
+    if not _TOKEN.fullmatch(token):
+        raise InvalidToken("not a consistency token issued by this shop")
     if token.startswith(TOKEN_PREFIX):
         content = _open(token[len(TOKEN_PREFIX):])
     else:

@@ -7,10 +7,13 @@ consistency parameters and headers every projected read shares.
 
 from __future__ import annotations
 
+import copy
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 
 from readmodels import config, projectors
+from readmodels.api.tokens import MAX_WAIT_SCHEMA, TOKEN_OR_OPT_OUT_SCHEMA, TOKEN_SCHEMA
 
 
 def _response_header(name: str, description: str, *, integer: bool = False, enum=None):
@@ -24,30 +27,41 @@ def projected_parameters() -> list[OpenApiParameter]:
     return [
         OpenApiParameter(
             "X-Consistency-Token",
-            OpenApiTypes.STR,
+            TOKEN_OR_OPT_OUT_SCHEMA,
             OpenApiParameter.HEADER,
             description=(
                 "A token from a command response: the read waits (up to max_wait_ms) "
                 "until this view includes that command's changes. Without it, a signed-in "
                 "user's read waits for that user's own latest command (session "
                 "consistency; remembered for "
-                f"{config.session_token_ttl_seconds()} s). `none` opts out: answer at once."
+                f"{config.session_token_ttl_seconds()} s). `none` opts out: answer at once. "
+                "Anything else, empty included, is a 400 `invalid_consistency_token`."
             ),
+        ),
+        OpenApiParameter(
+            "consistency_token",
+            TOKEN_OR_OPT_OUT_SCHEMA,
+            OpenApiParameter.QUERY,
+            description="The same as X-Consistency-Token, for a client that cannot send "
+                        "headers (the header wins when both are sent).",
         ),
         OpenApiParameter(
             "consistency",
             OpenApiTypes.STR,
             OpenApiParameter.QUERY,
             enum=["none"],
-            description="`none`: do not wait for any token, not even the session's.",
+            description="`none`: do not wait for any token, not even the session's (any "
+                        "other value is a 400 `invalid_consistency`).",
         ),
         OpenApiParameter(
             "max_wait_ms",
-            OpenApiTypes.INT,
+            MAX_WAIT_SCHEMA,
             OpenApiParameter.QUERY,
             description=(
                 f"How long to wait for the token, in ms (default "
-                f"{config.max_wait_ms_default()}, at most {config.max_wait_ms_cap()})."
+                f"{config.max_wait_ms_default()}; a longer wait is shortened to "
+                f"{config.max_wait_ms_cap()}). Not a whole number, or empty: a 400 "
+                "`invalid_max_wait`."
             ),
         ),
         _response_header(
@@ -134,6 +148,9 @@ def projected_read_schema(*, parameters=(), responses, summary: str):
 STORE_NAMES = {"elasticsearch": "Elasticsearch", "redis": "Redis"}
 
 
+_VIEW = "|".join(projectors.PROJECTORS)
+VIEWS_SCHEMA = {"type": "string", "pattern": f"^(?:{_VIEW})(?:,(?:{_VIEW}))*$"}
+
 STREAM_PATH = "/api/consistency/stream"
 STREAM_OPERATION = {
     "operationId": "consistency_stream",
@@ -147,28 +164,45 @@ STREAM_OPERATION = {
         "- `error` `{code, message}`: a store did not answer\n"
         "- `end` `{}`, then the stream closes.\n"
         "Bad input answers 400 JSON before any event; 503 `overloaded` with Retry-After "
-        "when the process holds as many waiting readers as it allows."
+        "when the process holds as many waiting readers as it allows; 429 `throttled` when "
+        "this client opened too many streams lately, `too_many_streams` when it holds "
+        "too many open."
     ),
     "tags": ["api"],
     "parameters": [
-        {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
-         "description": "An X-Consistency-Token from a command response."},
-        {"name": "views", "in": "query", "required": True, "schema": {"type": "string"},
-         "description": "Comma-separated read models: products_search, orders_search, "
-                        "order_summary, customer_dashboard."},
-        {"name": "max_wait_ms", "in": "query", "schema": {"type": "integer"},
-         "description": "How long to wait, in ms (default 10000, at most 60000)."},
+        {"name": "token", "in": "query", "required": True, "schema": TOKEN_SCHEMA,
+         "description": "An X-Consistency-Token from a command response (400 "
+                        "`invalid_consistency_token` otherwise)."},
+        {"name": "views", "in": "query", "required": True, "schema": VIEWS_SCHEMA,
+         "description": "Comma-separated read models, none empty: "
+                        f"{', '.join(projectors.PROJECTORS)} (400 `invalid_views` otherwise)."},
+        {"name": "max_wait_ms", "in": "query", "schema": MAX_WAIT_SCHEMA,
+         "description": "How long to wait, in ms (default 10000; a longer wait is shortened "
+                        "to 60000). Not a whole number, or empty: a 400 `invalid_max_wait`."},
     ],
     "responses": {
         "200": {
             "description": "The event stream.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        }
+            # Each event, as an event-stream parser reads it.
+            "content": {"text/event-stream": {"schema": {
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"type": "string",
+                              "enum": ["start", "caught_up", "timeout", "error", "end"]},
+                    "data": {"type": "string", "description": "A JSON object."},
+                },
+            }}},
+        },
+        "429": {
+            "description": "`throttled` or `too_many_streams`: retry after Retry-After seconds.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
     },
 }
 
 
 def add_stream(result, generator, request, public):
     """The SSE endpoint is a plain async view that drf-spectacular cannot see."""
-    result.setdefault("paths", {}).setdefault(STREAM_PATH, {"get": dict(STREAM_OPERATION)})
+    result.setdefault("paths", {}).setdefault(STREAM_PATH, {"get": copy.deepcopy(STREAM_OPERATION)})
     return result

@@ -89,9 +89,8 @@ async def consistency_stream(request):
         target = content.position
     except InvalidToken:
         return _error("invalid_consistency_token", "token is not a token this shop issued.")
-    views = [v for v in request.GET.get("views", "").split(",") if v]
-    unknown = [v for v in views if v not in projectors.PROJECTORS]
-    if not views or unknown:
+    views = request.GET.get("views", "").split(",")
+    if not all(view in projectors.PROJECTORS for view in views):
         return _error(
             "invalid_views",
             f"views must name read models among: {', '.join(projectors.PROJECTORS)}",

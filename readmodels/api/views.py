@@ -9,6 +9,7 @@ import json
 import zoneinfo
 from datetime import timedelta
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers
@@ -20,6 +21,7 @@ from readmodels import projectors, queries
 from readmodels.api import serializers as out
 from readmodels.api.base import ProjectedReadView
 from readmodels.api.openapi import projected_read_schema
+from shop.web.fields import QueryParameters
 from shop.web.permissions import require_staff_permission
 
 
@@ -88,6 +90,11 @@ def encode_cursor(sort_values: list) -> str:
     return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode().rstrip("=")
 
 
+# What encode_cursor makes: base64url without padding (the decoder would skip other
+# characters, so they are refused before it runs).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
 def decode_cursor(value: str) -> list:
     """The sort values of a cursor made by encode_cursor, or a ValidationError."""
     try:
@@ -108,12 +115,12 @@ def decode_cursor(value: str) -> list:
     return parsed
 
 
-class ProductSearchIn(serializers.Serializer):
+class ProductSearchIn(QueryParameters):
     q = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     category = serializers.CharField(required=False, max_length=100)
     min_price = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
     max_price = serializers.IntegerField(required=False, min_value=0, max_value=10**12)
-    in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
+    in_stock = serializers.BooleanField(required=False)
     sort = serializers.ChoiceField(choices=sorted(queries.PRODUCT_SORTS), default="relevance")
     page = serializers.IntegerField(required=False, min_value=1, max_value=500, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
@@ -136,8 +143,6 @@ class ProductSearchView(ProjectedReadView):
         params = ProductSearchIn(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)
-        if data.get("in_stock") is None and "in_stock" not in request.query_params:
-            data["in_stock"] = None
         result = queries.search_products(queries.ProductSearch(**data))
         result.update(
             _page_links(request, page=data["page"], page_size=data["page_size"],
@@ -146,10 +151,15 @@ class ProductSearchView(ProjectedReadView):
         return Response(out.ProductSearchOut(result).data)
 
 
-class CustomerOrdersIn(serializers.Serializer):
+class CustomerOrdersIn(QueryParameters):
     status = serializers.ChoiceField(choices=OrderStatus.values, required=False)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
-    search_after = serializers.CharField(required=False, max_length=500)
+    search_after = serializers.CharField(
+        required=False, max_length=500,
+        validators=[RegexValidator(CURSOR_PATTERN, code="invalid_cursor",
+                                   message="must be next_search_after from a previous page")],
+        help_text="next_search_after of the previous page (400 `invalid_cursor` otherwise).",
+    )
 
     def validate_search_after(self, value):
         return decode_cursor(value)
@@ -191,7 +201,7 @@ class CustomerOrdersView(ProjectedReadView):
         return Response(out.CustomerOrdersOut(result).data)
 
 
-class OrderSearchIn(serializers.Serializer):
+class OrderSearchIn(QueryParameters):
     q = serializers.CharField(max_length=200)
     page = serializers.IntegerField(required=False, min_value=1, max_value=500, default=1)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
@@ -226,7 +236,7 @@ def _time_zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-class OrderStatsIn(serializers.Serializer):
+class OrderStatsIn(QueryParameters):
     # `from` is a Python keyword, so the fields are renamed in validate().
     interval = serializers.ChoiceField(choices=["hour", "day", "week", "month"], default="day")
     time_zone = serializers.CharField(required=False, max_length=64, default="UTC")
@@ -245,10 +255,11 @@ class OrderStatsIn(serializers.Serializer):
         # A from/to without an offset is a wall-clock time in the requested zone.
         field = serializers.DateTimeField(default_timezone=attrs["time_zone"])
         try:
-            attrs["start"] = field.to_internal_value(raw["from"]) if raw.get("from") else (
-                now - timedelta(days=30)
+            start, end = raw.get("from"), raw.get("to")
+            attrs["start"] = now - timedelta(days=30) if start is None else (
+                field.to_internal_value(start)
             )
-            attrs["end"] = field.to_internal_value(raw["to"]) if raw.get("to") else now
+            attrs["end"] = now if end is None else field.to_internal_value(end)
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"from/to": exc.detail}) from None
         if attrs["end"] <= attrs["start"]:
@@ -267,7 +278,7 @@ class OrderStatsIn(serializers.Serializer):
         OpenApiParameter("to", str, description="ISO 8601 end, exclusive (default: now)"),
         OpenApiParameter("interval", str, enum=["hour", "day", "week", "month"]),
         OpenApiParameter(
-            "time_zone", str,
+            "time_zone", str, enum=sorted(_time_zone_names()),
             description="IANA zone the buckets follow, e.g. Europe/Berlin (default UTC)",
         ),
     ],

@@ -1,4 +1,14 @@
-"""OpenAPI post-processing hooks: the error responses and the headers every operation can give."""
+"""The OpenAPI schema's shared parts: the error responses and headers every operation (or
+every one of a kind) can give, and the schema class that declares which operations a
+throttle can refuse.
+
+Each status is declared where it can happen and nowhere else: 412 on the operations that
+take If-Match, 422 on those that take an Idempotency-Key, 429 on those a throttle
+counts. Schemathesis' status-code check holds the API to it (tests/api_contract).
+"""
+
+from drf_spectacular import openapi
+from rest_framework.permissions import AllowAny
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -35,13 +45,32 @@ ERRORS = {
     "406": "Cannot produce the requested content type.",
     "408": "The request body did not arrive in time (body_timeout); nothing was done.",
     "409": "Refused by a business rule (insufficient_stock, insufficient_balance, ...).",
-    "412": "If-Match does not match the current version.",
     "413": "The request body is too large (request_too_large), refused before it is read.",
     "415": "Unsupported content type: send JSON.",
-    "422": "Idempotency-Key reused with a different request.",
     "503": "The shop is busy (overloaded) or a store or the database is unavailable; "
            "retry after Retry-After.",
 }
+PRECONDITION_FAILED = (
+    "412",
+    "`version_mismatch`: If-Match is not an ETag of this resource's current version "
+    "(stale, or not an ETag at all).",
+)
+KEY_REUSED = (
+    "422",
+    "`idempotency_key_reused`: this Idempotency-Key was already used with a different request.",
+)
+THROTTLED = (
+    "429",
+    "`throttled`: too many requests from this client (or, for a login, on this account); "
+    "retry after Retry-After seconds.",
+)
+
+
+def _error_response(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def add_error_responses(result, generator, request, public):
@@ -50,16 +79,13 @@ def add_error_responses(result, generator, request, public):
     for path in result.get("paths", {}).values():
         for operation in path.values():
             responses = operation.setdefault("responses", {})
-            for status, description in ERRORS.items():
-                responses.setdefault(
-                    status,
-                    {
-                        "description": description,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    },
-                )
+            errors = list(ERRORS.items())
+            if _has_parameter(operation, "If-Match"):
+                errors.append(PRECONDITION_FAILED)
+            if _is_command(operation):
+                errors.append(KEY_REUSED)
+            for status, description in errors:
+                responses.setdefault(status, _error_response(description))
     return result
 
 
@@ -80,12 +106,16 @@ REPLAYED = _header(
 )
 
 
+def _has_parameter(operation, name: str) -> bool:
+    return any(p.get("name") == name for p in operation.get("parameters", []))
+
+
 def _is_projected(operation) -> bool:
-    return any(p.get("name") == "max_wait_ms" for p in operation.get("parameters", []))
+    return _has_parameter(operation, "max_wait_ms")
 
 
 def _is_command(operation) -> bool:
-    return any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
+    return _has_parameter(operation, "Idempotency-Key")
 
 
 def add_common_headers(result, generator, request, public):
@@ -95,8 +125,9 @@ def add_common_headers(result, generator, request, public):
             for status, response in operation.get("responses", {}).items():
                 headers = response.setdefault("headers", {})
                 headers.setdefault("X-Request-ID", REQUEST_ID)
-                if status == "503":
+                if status in ("429", "503"):
                     headers.setdefault("Retry-After", RETRY_AFTER)
+                if status == "503":
                     if _is_projected(operation):
                         headers.setdefault("X-Read-Model", READ_MODEL_DOWN)
                 if status.startswith("2") and _is_command(operation):
@@ -104,3 +135,26 @@ def add_common_headers(result, generator, request, public):
                 if status == "201":
                     headers.setdefault("Location", LOCATION)
     return result
+
+
+def may_be_throttled(view, method: str) -> bool:
+    """Whether one of the view's throttles can refuse a request of this method.
+
+    DRF checks permissions before throttles, so an anonymous request reaches a throttle
+    only on a view that lets anonymous requests in.
+    """
+    anonymous = any(isinstance(permission, AllowAny) for permission in view.get_permissions())
+    return any(
+        throttle.may_refuse(method=method, anonymous=anonymous)
+        for throttle in view.get_throttles()
+    )
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's schema of a view, with the 429 of each operation a throttle counts."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None and may_be_throttled(self.view, self.method):
+            operation["responses"].setdefault(THROTTLED[0], _error_response(THROTTLED[1]))
+        return operation

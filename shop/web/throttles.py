@@ -85,6 +85,11 @@ class RedisRateThrottle(SimpleRateThrottle):
     def wait(self):
         return self._wait
 
+    def may_refuse(self, *, method: str, anonymous: bool) -> bool:
+        """Whether this throttle counts requests of this method (for the OpenAPI schema's
+        429s); `anonymous`: the view lets anonymous requests in."""
+        return True
+
 
 class AnonymousReadThrottle(RedisRateThrottle):
     scope = "anon_read"
@@ -94,11 +99,17 @@ class AnonymousReadThrottle(RedisRateThrottle):
             return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
+    def may_refuse(self, *, method: str, anonymous: bool) -> bool:
+        return method in SAFE_METHODS and anonymous
+
 
 class CommandThrottle(RedisRateThrottle):
     """Every write (POST, PUT, PATCH, DELETE): per user, or per address when anonymous."""
 
     scope = "commands"
+
+    def may_refuse(self, *, method: str, anonymous: bool) -> bool:
+        return method not in SAFE_METHODS
 
     def get_cache_key(self, request, view):
         if request.method in SAFE_METHODS:

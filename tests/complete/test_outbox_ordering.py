@@ -369,7 +369,6 @@ def test_tokens_round_trip():
     ]:
         token = encode_token(position)
         assert decode_token(token) == position
-        assert decode_token(f" {token} ") == position
         assert token.isascii() and "=" not in token and "." not in token
 
 
@@ -391,6 +390,9 @@ def test_tokens_are_signed_with_the_secret_key(settings):
     [
         "",
         "garbage",
+        # A real token with what base64's decoder would skip: not what the schema states.
+        f" {encode_token(Position(1, 2), cluster='1')} ",
+        f"{encode_token(Position(1, 2), cluster='1')}!",
         "!!!!",
         "é",
         # Well-formed but unsigned: the old format, and a bare position.
