@@ -46,6 +46,7 @@ class LoginView(APIView):
     # Not the default command throttle: authenticate() counts the attempt on the login
     # counters and raises LoginThrottled (a 429 `throttled`) over their limits.
     throttle_classes: list = []
+    counts_passwords = True  # so its schema declares that 429 (shop.web.openapi)
 
     @extend_schema(
         request=LoginSerializer,
@@ -93,6 +94,7 @@ class PasswordChangeView(APIView):
 
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
+    counts_passwords = True  # the current password, on the login throttles
 
     @extend_schema(
         request=PasswordChangeSerializer,

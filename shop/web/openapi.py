@@ -143,6 +143,8 @@ def may_be_throttled(view, method: str) -> bool:
     DRF checks permissions before throttles, so an anonymous request reaches a throttle
     only on a view that lets anonymous requests in.
     """
+    if method == "POST" and getattr(view, "counts_passwords", False):
+        return True  # the login throttles, counted by authenticate() (shop.web.login_throttle)
     anonymous = any(isinstance(permission, AllowAny) for permission in view.get_permissions())
     return any(
         throttle.may_refuse(method=method, anonymous=anonymous)
