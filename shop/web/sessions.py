@@ -17,6 +17,8 @@ from django.contrib.sessions.backends import db
 from django.db import connections, router
 from django.utils import timezone
 
+from shop.web.fixed_reads import row_by
+
 
 class SessionStore(db.SessionStore):
     def _get_session_from_db(self):
@@ -37,12 +39,7 @@ class SessionStore(db.SessionStore):
 def user_by_id(user_id):
     """The user with this primary key, as the ORM's get() would load it, or None."""
     user_model = get_user_model()
-    alias = router.db_for_read(user_model)
-    columns, sql = _user_query(alias)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [user_id])
-        row = cursor.fetchone()
-    return None if row is None else user_model.from_db(alias, columns, row)
+    return row_by(user_model, user_model._meta.pk.column, user_id)
 
 
 @cache
@@ -55,15 +52,4 @@ def _session_query() -> str:
         f"SELECT {quote(meta.get_field('session_data').column)} FROM {quote(meta.db_table)} "
         f"WHERE {quote(meta.get_field('session_key').column)} = %s "
         f"AND {quote(meta.get_field('expire_date').column)} > %s"
-    )
-
-
-@cache
-def _user_query(alias: str) -> tuple[list[str], str]:
-    meta = get_user_model()._meta
-    quote = connections[alias].ops.quote_name
-    fields = meta.concrete_fields
-    return [f.attname for f in fields], (
-        f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(meta.db_table)} "
-        f"WHERE {quote(meta.pk.column)} = %s"
     )
