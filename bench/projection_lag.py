@@ -1,6 +1,7 @@
 """Commit-to-visible lag per read model at steady, open-loop write rates over HTTP.
 
     .venv/bin/python bench/projection_lag.py [--rates 50,100,200] [--seconds 60]
+                                             [--client token|session] [--read-back-every N]
 
 The web app (uvicorn), a Celery worker and beat run as processes; a scheduler fires
 POST /api/orders at fixed instants (open loop: a slow system does not slow the load),
@@ -9,6 +10,11 @@ measured as a client sees it: watcher threads read Redis (the summary exists; th
 dashboard's version reached the order's) and search Elasticsearch (a terms query
 finds the order). Lag = first seen - response received. Elasticsearch figures are
 measured on the ES-compatible dev server, not real Elasticsearch.
+
+`--client token` (the default) places the orders with one staff API token over
+keep-alive connections. `--client session` places each as a browser would: the
+customer's own session cookie and CSRF token, a new connection per request, and reads
+the summary back (every Nth order) the same way.
 """
 
 from __future__ import annotations
@@ -109,10 +115,64 @@ def es_watcher(watch: Watch, stop: threading.Event) -> None:
         stop.wait(ES_POLL_SECONDS)
 
 
+class Browser:
+    """A signed-in shopper's browser: session cookie and CSRF token, a connection per request."""
+
+    CSRF = "benchmarkcsrfsecret0123456789abc"  # an unmasked CSRF secret: 32 characters
+
+    def __init__(self, port: int, sessions: dict[int, str]):
+        self.port, self.sessions = port, sessions
+
+    def call(self, customer: int, method: str, path: str, body: dict | None = None,
+             headers: dict | None = None) -> tuple[int, dict, dict]:
+        import http.client
+
+        from django.conf import settings
+
+        sent = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={self.sessions[customer]}; "
+                          f"{settings.CSRF_COOKIE_NAME}={self.CSRF}",
+                "X-CSRFToken": self.CSRF, **(headers or {})}
+        payload = json.dumps(body) if body is not None else None
+        if payload is not None:
+            sent["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=payload, headers=sent)
+            response = conn.getresponse()
+            raw = response.read()
+            answer = json.loads(raw) if raw else {}
+            return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                    answer if isinstance(answer, dict) else {"items": answer})
+        finally:
+            conn.close()
+
+
+def signed_in_sessions(customers: list[int]) -> dict[int, str]:
+    """A session key per customer, signed in as its login (what a browser's cookie holds)."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from orders.models import Customer
+
+    sessions = {}
+    for customer in Customer.objects.filter(pk__in=customers).select_related("user"):
+        store = SessionStore()
+        store.update({SESSION_KEY: str(customer.user.pk),
+                      BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
+                      HASH_SESSION_KEY: customer.user.get_session_auth_hash()})
+        store.create()
+        sessions[customer.pk] = store.session_key
+    return sessions
+
+
 def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[int],
              products: list[int], views=VIEWS, watchers=(redis_watcher, es_watcher),
-             read_back_every: int = 0) -> dict:
+             read_back_every: int = 0, sessions: dict[int, str] | None = None) -> dict:
     """Place orders at `rate` per second over HTTP; time each view's first sight of each.
+
+    With `sessions` (customer id -> session key) each order is placed by its customer's
+    browser session (Browser), not by the staff token.
 
     With `read_back_every` N, every Nth order is read back at once from its projected
     summary with the command's consistency token, as a client showing a confirmation
@@ -130,7 +190,11 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
     reads: list[tuple[float, bool, int]] = []  # (ms, stale, status)
 
     def client_loop():
-        http = Http(port, token)
+        if sessions is None:
+            staff = Http(port, token)
+            http = lambda _customer, *args, **kwargs: staff.call(*args, **kwargs)  # noqa: E731
+        else:
+            http = Browser(port, sessions).call
         while True:
             job = jobs.get()
             if job is None:
@@ -138,9 +202,10 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
             index, scheduled = job
             late.append(max(0.0, time.monotonic() - scheduled))
             sent = time.monotonic()
-            status, headers, body = http.call("POST", "/api/orders", {
-                "customer_id": customers[index],
-                "lines": [{"product_id": products[index % len(products)], "quantity": 1}]})
+            line = {"product_id": products[index % len(products)], "quantity": 1}
+            order = ({"customer_id": customers[index], "lines": [line]} if sessions is None
+                     else {"lines": [line]})  # a shopper orders for themself
+            status, headers, body = http(customers[index], "POST", "/api/orders", order)
             answered.append(time.monotonic() - sent)
             if status != 201:
                 errors.append(status)
@@ -148,8 +213,8 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
             watch.add(body["id"], customers[index], time.monotonic())
             if read_back_every and index % read_back_every == 0:
                 asked = time.perf_counter()
-                got, answer_headers, _ = http.call(
-                    "GET", f"/api/orders/{body['id']}/summary",
+                got, answer_headers, _ = http(
+                    customers[index], "GET", f"/api/orders/{body['id']}/summary",
                     headers={"X-Consistency-Token": headers.get("x-consistency-token", "")})
                 reads.append(((time.perf_counter() - asked) * 1000,
                               answer_headers.get("x-stale") == "true", got))
@@ -214,11 +279,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="50,100,200")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--client", choices=("token", "session"), default="token")
+    parser.add_argument("--read-back-every", type=int, default=0,
+                        help="read every Nth order's summary back with its token")
     args = parser.parse_args()
     benchdb.setup(DATABASE, NAMESPACE, CELERY_BROKER_URL=BROKER)
     from stackproc import Processes, staff_token
 
-    report = {"machine": benchdb.machine(), "rates": {}}
+    report = {"machine": benchdb.machine(), "rates": {}, "client": args.client,
+              "command": " ".join(["bench/projection_lag.py", *sys.argv[1:]]),
+              "load_average": {"start": benchdb.load_average()}}
     for rate in [int(r) for r in args.rates.split(",")]:
         customers, products = benchdb.fresh_shop(int(rate * args.seconds))
         token = staff_token()
@@ -228,7 +298,9 @@ def main() -> int:
             processes.beat(f"/tmp/bench-lag-beat-{rate}")
             port = processes.web()
             print(f"rate {rate}/s for {args.seconds:.0f} s ...", flush=True)
-            result = run_rate(rate, args.seconds, port, token, customers, products)
+            sessions = signed_in_sessions(customers) if args.client == "session" else None
+            result = run_rate(rate, args.seconds, port, token, customers, products,
+                              read_back_every=args.read_back_every, sessions=sessions)
         finally:
             processes.stop()
             import redis
@@ -242,8 +314,12 @@ def main() -> int:
             r = result[model]
             print(f"  {model:<20} p50 {r['p50_ms']:>7} ms  p95 {r['p95_ms']:>7}  p99 "
                   f"{r['p99_ms']:>7}  max {r['max_ms']}  never seen {r['never_seen']}", flush=True)
+        if "token_read" in result:
+            print(f"  token reads: {result['token_read']}", flush=True)
+    report["load_average"]["end"] = benchdb.load_average()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "projection_lag.json").write_text(json.dumps(report, indent=2))
+    name = "projection_lag.json" if args.client == "token" else f"projection_lag_{args.client}.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2))
     return 0
 
 
