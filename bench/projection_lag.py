@@ -186,7 +186,7 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
     for w in watchers:
         w.start()
     jobs: queue.Queue = queue.Queue()
-    errors, late, answered = [], [], []
+    errors, late, answered, refusals = [], [], [], []
     reads: list[tuple[float, bool, int]] = []  # (ms, stale, status)
 
     def client_loop():
@@ -209,6 +209,7 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
             answered.append(time.monotonic() - sent)
             if status != 201:
                 errors.append(status)
+                refusals.append(body.get("error", body))
                 continue
             watch.add(body["id"], customers[index], time.monotonic())
             if read_back_every and index % read_back_every == 0:
@@ -245,6 +246,7 @@ def run_rate(rate: int, seconds: float, port: int, token: str, customers: list[i
               "achieved_rate": round((total - len(errors)) / offered, 1),
               "errors": len(errors),
               "error_statuses": {str(c): errors.count(c) for c in sorted(set(errors))},
+              "refusals": refusals[:5],
               "client_start_late_p99_ms":
               round(benchdb.percentile(late, 99) * 1000, 1),
               "command_p50_ms": round(benchdb.percentile(answered, 50) * 1000, 1),
@@ -308,7 +310,7 @@ def main() -> int:
             redis.Redis.from_url(BROKER).flushdb()
         report["rates"][str(rate)] = result
         print(f"  achieved {result['achieved_rate']}/s, errors {result['errors']} "
-              f"{result['error_statuses']}, command p50 {result['command_p50_ms']} ms "
+              f"{result['error_statuses']} {result['refusals']}, command p50 {result['command_p50_ms']} ms "
               f"p99 {result['command_p99_ms']} ms")
         for model in ("order_summary", "customer_dashboard", "orders_search"):
             r = result[model]
