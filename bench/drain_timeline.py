@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -30,21 +29,9 @@ import redis  # noqa: E402
 
 from tests.support.fault_stack import Stack  # noqa: E402
 
-VIEWS = ("order_summary", "customer_dashboard", "orders_search")
-
-BACKLOG = """
-from orders import commands
-customers, products = {customers}, {products}
-for n in range({orders}):
-    commands.place_order(customer_id=customers[n % len(customers)],
-                         lines=[commands.LineRequest(products[n % len(products)], 1 + n % 3)])
-"""
-
-
-def _lock_keys(segments: int) -> dict[tuple[int, int], str]:
-    counts = {"products_search": 1, **dict.fromkeys(VIEWS, segments)}
-    return {(zlib.crc32(name.encode()) & 0x7FFFFFFF, n * 1000 + s): f"{name}.{s}"
-            for name, n in counts.items() for s in range(n)}
+sys.path.insert(0, str(ROOT / "bench"))
+# The same backlog and lock names as the multi-host measurement.
+from fleet_scaleout import BACKLOG, VIEWS, _lock_keys  # noqa: E402
 
 
 def sample(orders: int, segments: int) -> dict:

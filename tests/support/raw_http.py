@@ -7,31 +7,16 @@ without sending the rest.
 
 from __future__ import annotations
 
-import json
 import select
 import socket
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+
+from tests.support.http import Answer
 
 # How long a test waits for an answer before it counts as none (a failure, not a bound
 # on the server's speed).
 ANSWER_DEADLINE_SECONDS = 60
-
-
-@dataclass
-class RawAnswer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        assert self.headers.get("content-type", "").startswith("application/json"), self
-        return json.loads(self.body)
-
-    @property
-    def code(self) -> str:
-        return self.json()["error"]["code"]
 
 
 def send_headers(port: int, method: str, path: str, headers: dict[str, str],
@@ -53,7 +38,7 @@ def has_answer(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
-def read_answer(sock: socket.socket) -> RawAnswer:
+def read_answer(sock: socket.socket) -> Answer:
     """The next answer on the connection (a 1xx one too), within ANSWER_DEADLINE_SECONDS."""
     data = b""
     while b"\r\n\r\n" not in data:
@@ -74,7 +59,7 @@ def read_answer(sock: socket.socket) -> RawAnswer:
         if not received:
             break
         body += received
-    return RawAnswer(status, headers, body[:length])
+    return Answer(status, headers, body[:length])
 
 
 def closed_by_server(sock: socket.socket) -> bool:
@@ -99,7 +84,7 @@ class SlowSenders:
                          first=b"{")
             for _ in range(count)
         ]
-        self.answers: dict[int, RawAnswer] = {}
+        self.answers: dict[int, Answer] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drip, daemon=True)
